@@ -1,0 +1,36 @@
+# Gatehouse: `make run` serves the demo config, `make test` runs the whole suite.
+# Each target creates .venv and installs the pinned requirements it needs.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+CONFIG ?= examples/demo.yaml
+HOST ?= 127.0.0.1
+PORT ?= 4000
+WORKERS ?= 1
+PYTEST_ARGS ?=
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime-installed: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.runtime-installed $@
+
+run: $(VENV)/.runtime-installed
+	$(BIN)/python manage.py serve --config $(CONFIG) --host $(HOST) --port $(PORT) --workers $(WORKERS)
+
+test: $(VENV)/.dev-installed
+	SECRET_KEY=$${SECRET_KEY:-gatehouse-test-secret} $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.dev-installed
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,28 @@
+"""gunicorn settings for `serve`. The gevent patch must come first (STACK.md, pitfall 1):
+anything imported before it (psycopg above all) would block the whole worker on I/O."""
+from gevent import monkey
+
+monkey.patch_all()
+
+import os  # noqa: E402
+
+bind = os.environ.get("GATEWAY_BIND", "127.0.0.1:4000")
+workers = int(os.environ.get("GATEWAY_WORKERS", "1"))
+worker_class = "gevent"
+# Each LLM call waits seconds on its provider: one worker must hold thousands of open requests.
+worker_connections = int(os.environ.get("GATEWAY_WORKER_CONNECTIONS", "10000"))
+# gevent workers heartbeat from their own greenlet, so this is a liveness limit, not a request limit.
+timeout = int(os.environ.get("GATEWAY_WORKER_TIMEOUT", "120"))
+# On SIGTERM, in-flight requests and streams get this long to finish.
+graceful_timeout = int(os.environ.get("GATEWAY_GRACEFUL_TIMEOUT", "60"))
+keepalive = 75
+backlog = 4096
+preload_app = False
+accesslog = None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+proc_name = "gatehouse"
+# Gatehouse is reached directly or behind a proxy that sets these; trust only loopback by default.
+forwarded_allow_ips = os.environ.get("GATEWAY_FORWARDED_ALLOW_IPS", "127.0.0.1")
+# Several gateways may run on one machine (tests, multi-instance setups): no shared control socket.
+control_socket_disable = True

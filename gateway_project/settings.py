@@ -1,0 +1,184 @@
+"""Gatehouse settings: one module, every value from the environment.
+
+Variables: DATABASE_URL, REDIS_URL, SECRET_KEY, DEBUG, GATEWAY_MASTER_KEY, GATEWAY_CONFIG, LOG_LEVEL,
+GATEWAY_STATE_DIR, GATEWAY_MAX_BODY_MB, GATEWAY_ALLOWED_HOSTS. See the README for each.
+"""
+from __future__ import annotations
+
+import os
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from django.core.exceptions import ImproperlyConfigured
+
+from gateway_project.bootstrap import BASE_DIR, secret_key_path, state_dir
+
+
+def _env_flag(name: str, default: bool = False) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    return raw.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def database_from_url(url: str) -> dict:
+    """Translate a `DATABASE_URL` (sqlite:///path or postgres://user:pass@host:port/name) into Django's form."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme == "sqlite":
+        # sqlite:///relative/path and sqlite:////absolute/path, as in the common convention.
+        path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path) or ":memory:"
+        return {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": path,
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+        }
+    if scheme in {"postgres", "postgresql", "pgsql"}:
+        options = dict(parse_qsl(parts.query))
+        pool_max = int(options.pop("pool_max_size", "20"))
+        return {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": unquote(parts.path.lstrip("/")),
+            "USER": unquote(parts.username or ""),
+            "PASSWORD": unquote(parts.password or ""),
+            "HOST": parts.hostname or "",
+            "PORT": str(parts.port or ""),
+            # Under gevent a persistent connection would stay checked out across greenlets: use the pool.
+            "CONN_MAX_AGE": 0,
+            "OPTIONS": {"pool": {"min_size": 1, "max_size": pool_max, "timeout": 10}, **options},
+        }
+    raise ImproperlyConfigured(f"DATABASE_URL scheme {scheme!r} is not supported (use sqlite:// or postgres://)")
+
+
+STATE_DIR = state_dir()
+DEBUG = _env_flag("DEBUG")
+
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY and secret_key_path().exists():
+    SECRET_KEY = secret_key_path().read_text().strip()
+if not SECRET_KEY:
+    if DEBUG:
+        SECRET_KEY = "insecure-development-key-do-not-use-in-production"  # noqa: S105
+    else:
+        raise ImproperlyConfigured(
+            "SECRET_KEY is not set. Export SECRET_KEY, or run `python manage.py serve` once to generate var/secret_key."
+        )
+
+ALLOWED_HOSTS = [host.strip() for host in os.environ.get("GATEWAY_ALLOWED_HOSTS", "*").split(",") if host.strip()]
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "gateway_project",
+    "models_registry",
+    "proxy_api",
+]
+
+MIDDLEWARE = [
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "gateway_project.urls"
+WSGI_APPLICATION = "gateway_project.wsgi.application"
+APPEND_SLASH = False
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DEFAULT_DATABASE_URL = f"sqlite:///{STATE_DIR / 'gatehouse.sqlite3'}"
+DATABASES = {"default": database_from_url(os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL)}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+REDIS_URL = os.environ.get("REDIS_URL", "")
+if REDIS_URL:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "gatehouse"}}
+
+# Real chat payloads (images as data URLs, long contexts) are large; past this a request gets a 413 envelope.
+DATA_UPLOAD_MAX_MEMORY_SIZE = int(float(os.environ.get("GATEWAY_MAX_BODY_MB", "64")) * 1024 * 1024)
+FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "static/"
+# Only `collectstatic` (the Docker image) needs a root; `serve` reads assets from the packages directly.
+STATIC_ROOT = os.environ.get("GATEWAY_STATIC_ROOT") or None
+WHITENOISE_USE_FINDERS = True  # serve admin and API-docs assets straight from the packages: no collectstatic step
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": [],
+    "UNAUTHENTICATED_USER": None,
+    "DEFAULT_RENDERER_CLASSES": ["proxy_api.rendering.OrjsonRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["proxy_api.rendering.OrjsonParser"],
+    "EXCEPTION_HANDLER": "proxy_api.errors.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "URL_FORMAT_OVERRIDE": None,
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Gatehouse API",
+    "DESCRIPTION": (
+        "An OpenAI-compatible LLM gateway. Call it with the official OpenAI SDK: change only `base_url`, "
+        "`api_key` and `model`. Every error is OpenAI's envelope `{\"error\": {message, type, param, code}}`."
+    ),
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+    "APPEND_COMPONENTS": {
+        "securitySchemes": {
+            "BearerAuth": {"type": "http", "scheme": "bearer", "description": "The master key (or a virtual key)."}
+        }
+    },
+    "SECURITY": [{"BearerAuth": []}],
+    "PREPROCESSING_HOOKS": ["proxy_api.openapi.drop_route_aliases"],
+    "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "proxy_api.openapi.add_components"],
+}
+
+GATEWAY_VERSION = SPECTACULAR_SETTINGS["VERSION"]
+# The LiteLLM-style config.yaml this process serves; `serve --config` sets it for its workers.
+GATEWAY_CONFIG = os.environ.get("GATEWAY_CONFIG", "")
+# Overrides `general_settings.master_key` of the config.
+GATEWAY_MASTER_KEY = os.environ.get("GATEWAY_MASTER_KEY", "")
+# How often (seconds) a worker checks whether the deployment registry changed.
+GATEWAY_REGISTRY_CHECK_SECONDS = float(os.environ.get("GATEWAY_REGISTRY_CHECK_SECONDS", "0.5"))
+
+LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.request": {"level": "ERROR"}},
+}

@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("", include("proxy_api.urls")),
+]
+
+handler400 = "proxy_api.errors.bad_request"
+handler403 = "proxy_api.errors.permission_denied"
+handler404 = "proxy_api.errors.not_found"
+handler500 = "proxy_api.errors.server_error"

@@ -1,0 +1,193 @@
+"""The in-memory registry each worker routes from, rebuilt only when the registry version moves.
+
+Requests never query the database for deployments: they read the current snapshot. At most every
+`GATEWAY_REGISTRY_CHECK_SECONDS` one request per worker reads the single-row version stamp; if it
+moved, the snapshot is rebuilt from the enabled deployments.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import DatabaseError
+
+from models_registry.models import Deployment
+from models_registry.secrets import SecretUnavailableError, decrypt_secrets, is_env_reference, resolve_value
+from models_registry.selectors import deployment_list_enabled, registry_version_get
+from providers.base import DeploymentTarget, Provider
+from providers.errors import GatewayError, ProviderError
+from providers.registry import adapter_for
+
+logger = logging.getLogger("gatehouse.registry")
+
+TARGET_FIELDS = ("api_base", "api_key", "api_version", "organization")
+
+
+class DeploymentMisconfiguredError(ProviderError):
+    """A deployment's credentials cannot be resolved; another deployment of the group may still work."""
+
+    failover = True
+    status_code = 500
+    type = "api_error"
+    code = "deployment_misconfigured"
+
+
+class RegistryUnavailableError(GatewayError):
+    status_code = 503
+    type = "api_error"
+    code = "registry_unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class RoutableDeployment:
+    """A deployment as the router sees it: adapter resolved, secrets decrypted, limits at hand."""
+
+    id: str
+    model_name: str
+    provider: str
+    provider_model: str
+    adapter: Provider
+    params: dict[str, Any]
+    secrets: dict[str, str]
+    mode: str
+    weight: float
+    rpm: int | None
+    tpm: int | None
+    order: int
+    timeout: float | None
+    stream_timeout: float | None
+    created: int
+    static_target: DeploymentTarget | None
+
+    def target(self) -> DeploymentTarget:
+        """Credentials for one call. `os.environ/` references are read now, so rotation needs no restart."""
+        if self.static_target is not None:
+            return self.static_target
+        try:
+            values = {name: resolve_value(self.secrets.get(name, self.params.get(name))) for name in TARGET_FIELDS}
+            extra = {key: resolve_value(value) for key, value in _extra_params(self.params, self.secrets).items()}
+        except SecretUnavailableError as error:
+            raise DeploymentMisconfiguredError(
+                f"Deployment '{self.id}' of '{self.model_name}' cannot be called: {error}."
+            ) from error
+        return _build_target(self, values, extra)
+
+
+def _build_target(deployment: RoutableDeployment | None, values: dict, extra: dict, **identity) -> DeploymentTarget:
+    identity = identity or {"deployment_id": deployment.id, "model_group": deployment.model_name,
+                            "provider": deployment.provider, "model": deployment.provider_model}
+    return DeploymentTarget(**identity, api_base=values.get("api_base"), api_key=values.get("api_key"),
+                            api_version=values.get("api_version"), organization=values.get("organization"),
+                            params=extra)
+
+
+@dataclass(frozen=True, slots=True)
+class RegistrySnapshot:
+    version: int
+    groups: dict[str, tuple[RoutableDeployment, ...]]
+    by_id: dict[str, RoutableDeployment]
+
+    def group(self, name: str) -> tuple[RoutableDeployment, ...]:
+        return self.groups.get(name, ())
+
+
+def routable_from_row(row: Deployment) -> RoutableDeployment | None:
+    try:
+        adapter = adapter_for(row.provider)
+    except LookupError:
+        logger.error("deployment %s names unknown provider %s; skipped", row.id, row.provider)
+        return None
+    try:
+        secrets = decrypt_secrets(row.encrypted_secrets)
+    except SecretUnavailableError:
+        logger.error("deployment %s: stored secrets cannot be decrypted with the current key; skipped", row.id)
+        return None
+    params = dict(row.litellm_params)
+    params.pop("model", None)
+    has_references = any(is_env_reference(value) for value in params.values())
+    static_target = None
+    if not has_references:
+        values = {name: secrets.get(name, params.get(name)) for name in TARGET_FIELDS}
+        extra = _extra_params(params, secrets)
+        static_target = _build_target(None, values, extra, deployment_id=row.id, model_group=row.model_name,
+                                      provider=row.provider, model=row.provider_model)
+    return RoutableDeployment(
+        id=row.id, model_name=row.model_name, provider=row.provider, provider_model=row.provider_model,
+        adapter=adapter, params=params, secrets=secrets, mode=row.mode,
+        weight=_positive(row.weight, row.rpm, row.tpm), rpm=row.rpm, tpm=row.tpm,
+        order=row.order if row.order is not None else 0,
+        timeout=_float_or_none(params.get("timeout")), stream_timeout=_float_or_none(params.get("stream_timeout")),
+        created=int(row.created_at.timestamp()), static_target=static_target,
+    )
+
+
+def build_snapshot(version: int) -> RegistrySnapshot:
+    groups: dict[str, list[RoutableDeployment]] = {}
+    by_id: dict[str, RoutableDeployment] = {}
+    for row in deployment_list_enabled():
+        routable = routable_from_row(row)
+        if routable is None:
+            continue
+        groups.setdefault(routable.model_name, []).append(routable)
+        by_id[routable.id] = routable
+    return RegistrySnapshot(version=version, groups={name: tuple(items) for name, items in groups.items()},
+                            by_id=by_id)
+
+
+class _SnapshotHolder:
+    snapshot: RegistrySnapshot | None = None
+    checked_at: float = 0.0
+
+
+_holder = _SnapshotHolder()
+
+
+def current_snapshot() -> RegistrySnapshot:
+    """This worker's snapshot, refreshed if the registry version moved since the last check."""
+    now = time.monotonic()
+    snapshot = _holder.snapshot
+    if snapshot is not None and now - _holder.checked_at < settings.GATEWAY_REGISTRY_CHECK_SECONDS:
+        return snapshot
+    _holder.checked_at = now
+    try:
+        version = registry_version_get()
+        if snapshot is None or version != snapshot.version:
+            snapshot = build_snapshot(version)
+            _holder.snapshot = snapshot
+            logger.info("registry snapshot v%d: %d deployments in %d groups", version, len(snapshot.by_id),
+                        len(snapshot.groups))
+    except DatabaseError:
+        if snapshot is None:
+            raise RegistryUnavailableError("The model registry cannot be read: the database is unavailable.") from None
+        logger.warning("registry version check failed; serving snapshot v%d", snapshot.version, exc_info=True)
+    return snapshot
+
+
+def forget_snapshot() -> None:
+    """Drop the cached snapshot so the next request rebuilds it (tests, after direct writes)."""
+    _holder.snapshot = None
+    _holder.checked_at = 0.0
+
+
+def _extra_params(params: dict, secrets: dict) -> dict:
+    """Everything an adapter may need beyond the four common fields, secrets such as `azure_ad_token` included."""
+    extra = {key: value for key, value in params.items() if key not in TARGET_FIELDS}
+    extra.update({key: value for key, value in secrets.items() if key not in TARGET_FIELDS})
+    return extra
+
+
+def _positive(*candidates) -> float:
+    for value in candidates:
+        if value:
+            return float(value)
+    return 1.0
+
+
+def _float_or_none(value) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,131 @@
+"""The interface every provider adapter implements, and the small values that cross it.
+
+The proxy speaks OpenAI's wire format; an adapter turns an OpenAI-format request into its provider's
+call and the answer back into OpenAI's format. Adapters are stateless singletons: they receive the
+deployment's resolved credentials in a `DeploymentTarget` and never read settings or the database.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import orjson
+
+from providers.errors import UnsupportedOperationError
+from providers.http import Deadline
+
+# Operations an adapter may offer; `Provider.operations` declares which ones it does.
+CHAT = "chat"
+COMPLETIONS = "completions"
+EMBEDDINGS = "embeddings"
+MODERATIONS = "moderations"
+
+# Fields that steer the gateway itself and must never reach a provider.
+GATEWAY_ONLY_FIELDS = frozenset({"metadata", "fallbacks", "num_retries", "timeout", "drop_params", "user_config"})
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentTarget:
+    """Everything an adapter needs to call one deployment, with secrets already resolved."""
+
+    deployment_id: str
+    model_group: str
+    provider: str
+    model: str
+    api_base: str | None = None
+    api_key: str | None = None
+    api_version: str | None = None
+    organization: str | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class UpstreamResponse:
+    """A whole OpenAI-format response body, kept as bytes so it can be relayed without re-encoding."""
+
+    body: bytes
+    _parsed: dict | None = None
+
+    @classmethod
+    def from_object(cls, payload: dict) -> UpstreamResponse:
+        return cls(body=orjson.dumps(payload), _parsed=payload)
+
+    @property
+    def parsed(self) -> dict:
+        if self._parsed is None:
+            self._parsed = orjson.loads(self.body)
+        return self._parsed
+
+    @property
+    def usage(self) -> dict | None:
+        usage = self.parsed.get("usage") if isinstance(self.parsed, dict) else None
+        return usage if isinstance(usage, dict) else None
+
+
+class UpstreamStream:
+    """An opened upstream stream: its status is already known to be good, its events not yet read.
+
+    `chunks` yields the JSON payload (bytes) of each OpenAI-format chunk, without SSE framing and
+    without the final `[DONE]`. `close()` releases the upstream connection; calling it early (a
+    client that hung up) cancels the upstream call.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], close=None) -> None:
+        self.chunks = chunks
+        self._close = close
+
+    def close(self) -> None:
+        if self._close is not None:
+            self._close()
+            self._close = None
+        close_generator = getattr(self.chunks, "close", None)
+        if close_generator is not None:
+            close_generator()
+
+
+class Provider:
+    """Base adapter. Subclasses set `name`, `operations` and implement the matching methods.
+
+    Every method receives the client's OpenAI-format body (already validated for the fields the
+    gateway owns), the target and a deadline. Streaming methods open the upstream call before
+    returning, so every error that can happen before the first byte is raised from the call itself.
+    """
+
+    name: ClassVar[str] = ""
+    operations: ClassVar[frozenset[str]] = frozenset()
+
+    def supports(self, operation: str) -> bool:
+        return operation in self.operations
+
+    def chat(self, target: DeploymentTarget, body: dict, deadline: Deadline) -> UpstreamResponse:
+        raise self._unsupported(CHAT)
+
+    def chat_stream(
+        self, target: DeploymentTarget, body: dict, deadline: Deadline, first_chunk_timeout: float | None
+    ) -> UpstreamStream:
+        raise self._unsupported(CHAT)
+
+    def completion(self, target: DeploymentTarget, body: dict, deadline: Deadline) -> UpstreamResponse:
+        raise self._unsupported(COMPLETIONS)
+
+    def completion_stream(
+        self, target: DeploymentTarget, body: dict, deadline: Deadline, first_chunk_timeout: float | None
+    ) -> UpstreamStream:
+        raise self._unsupported(COMPLETIONS)
+
+    def embedding(self, target: DeploymentTarget, body: dict, deadline: Deadline) -> UpstreamResponse:
+        raise self._unsupported(EMBEDDINGS)
+
+    def moderation(self, target: DeploymentTarget, body: dict, deadline: Deadline) -> UpstreamResponse:
+        raise self._unsupported(MODERATIONS)
+
+    def _unsupported(self, operation: str) -> UnsupportedOperationError:
+        return UnsupportedOperationError(f"Provider '{self.name}' does not support {operation}.")
+
+
+def outbound_body(body: dict, model: str) -> dict:
+    """The client's body as a provider should see it: our model name, no gateway-only fields."""
+    prepared = {key: value for key, value in body.items() if key not in GATEWAY_ONLY_FIELDS}
+    prepared["model"] = model
+    return prepared

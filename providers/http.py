@@ -1,0 +1,249 @@
+"""The one outbound HTTP client: a tuned `requests.Session` per process.
+
+Why it looks like this (STACK.md, pitfall 4): `trust_env` off so no proxy variable reroutes provider
+traffic; a large blocking connection pool so hundreds of concurrent calls reuse sockets instead of
+reconnecting; no hidden retries (the router decides); explicit connect/read timeouts plus a total
+deadline checked between reads; bodies read by us, chunk by chunk, so a stream is relayed as it
+arrives and a client that hangs up closes the upstream socket at once.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+from providers.errors import (
+    ProviderError,
+    UpstreamAuthenticationError,
+    UpstreamBadRequestError,
+    UpstreamConnectionError,
+    UpstreamNotFoundError,
+    UpstreamRateLimitError,
+    UpstreamServerError,
+    UpstreamTimeoutError,
+)
+
+logger = logging.getLogger("gatehouse.upstream")
+
+CONNECT_TIMEOUT_SECONDS = 10.0
+READ_CHUNK_BYTES = 65536
+POOL_SIZE = int(os.environ.get("GATEWAY_UPSTREAM_POOL_SIZE", "5000"))
+
+_session: requests.Session | None = None
+_session_pid: int | None = None
+
+
+def session() -> requests.Session:
+    """This process's session, created after fork so gunicorn workers never share sockets."""
+    global _session, _session_pid
+    pid = os.getpid()
+    if _session is None or _session_pid != pid:
+        built = requests.Session()
+        built.trust_env = False
+        adapter = HTTPAdapter(pool_connections=64, pool_maxsize=POOL_SIZE, pool_block=True, max_retries=0)
+        built.mount("http://", adapter)
+        built.mount("https://", adapter)
+        _session, _session_pid = built, pid
+    return _session
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    """A point in monotonic time after which the call is abandoned."""
+
+    at: float
+
+    @classmethod
+    def after(cls, seconds: float) -> Deadline:
+        return cls(time.monotonic() + seconds)
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def check(self) -> None:
+        if time.monotonic() > self.at:
+            raise UpstreamTimeoutError("The upstream provider did not answer within the request timeout.")
+
+
+def send(
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    deadline: Deadline,
+    body: bytes | None = None,
+    params: dict[str, str] | None = None,
+    first_byte_timeout: float | None = None,
+    files: dict | None = None,
+    data: dict | None = None,
+) -> requests.Response:
+    """Send one request and return the open response once its status is known (body not yet read).
+
+    A non-2xx status is turned into the matching `ProviderError` here, so callers only ever see
+    successful responses. `first_byte_timeout` bounds the wait for the status line (a stream's
+    time to first chunk); later reads use what is left of the deadline.
+    """
+    remaining = deadline.remaining()
+    if remaining <= 0:
+        deadline.check()
+    read_timeout = min(first_byte_timeout or remaining, remaining)
+    started = time.monotonic()
+    try:
+        response = session().request(
+            method,
+            url,
+            data=body if body is not None else data,
+            files=files,
+            headers=headers,
+            params=params,
+            timeout=(min(CONNECT_TIMEOUT_SECONDS, remaining), read_timeout),
+            stream=True,
+            allow_redirects=False,
+        )
+    except requests.exceptions.ConnectTimeout as error:
+        raise UpstreamConnectionError(f"Could not connect to the upstream provider in time: {_host(url)}") from error
+    except requests.exceptions.ReadTimeout as error:
+        raise UpstreamTimeoutError("The upstream provider did not answer within the timeout.") from error
+    except requests.exceptions.ConnectionError as error:
+        raise UpstreamConnectionError(f"Could not reach the upstream provider at {_host(url)}.") from error
+    except requests.exceptions.RequestException as error:
+        raise UpstreamConnectionError(f"The upstream request failed: {type(error).__name__}.") from error
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug(
+            "upstream response",
+            extra={"method": method, "host": _host(url), "status": response.status_code,
+                   "elapsed_ms": round((time.monotonic() - started) * 1000, 1)},
+        )
+    if response.status_code >= 300:
+        try:
+            payload = read_all(response, deadline)
+        finally:
+            response.close()
+        raise error_for_status(response.status_code, payload, response.headers)
+    return response
+
+
+def read_all(response: requests.Response, deadline: Deadline) -> bytes:
+    """Read a whole body, checking the total deadline between chunks (a slow drip cannot hang us)."""
+    pieces: list[bytes] = []
+    try:
+        for chunk in iter_raw(response, deadline):
+            pieces.append(chunk)
+    finally:
+        response.close()
+    return b"".join(pieces)
+
+
+def iter_raw(response: requests.Response, deadline: Deadline) -> Iterator[bytes]:
+    """Yield body bytes as they arrive (`read1`: whatever one socket read gives, never waiting to fill a buffer)."""
+    raw = response.raw
+    try:
+        while True:
+            deadline.check()
+            chunk = raw.read1(READ_CHUNK_BYTES) if hasattr(raw, "read1") else raw.read(READ_CHUNK_BYTES)
+            if not chunk:
+                return
+            yield chunk
+    except ProviderError:
+        raise
+    except requests.exceptions.RequestException as error:
+        raise UpstreamConnectionError("The upstream connection broke while reading the response.") from error
+    except Exception as error:  # urllib3 ProtocolError, socket timeouts, resets mid-body
+        if "timed out" in str(error).lower():
+            raise UpstreamTimeoutError("The upstream provider stopped sending within the timeout.") from error
+        raise UpstreamConnectionError("The upstream connection broke while reading the response.") from error
+
+
+def iter_sse_events(response: requests.Response, deadline: Deadline) -> Iterator[bytes]:
+    """Split a server-sent-event body into whole events (the bytes between blank lines).
+
+    `iter_lines` would buffer a close-delimited stream until EOF, so events are framed here.
+    Line endings are normalised to `\\n`; the trailing blank line is not included.
+    """
+    buffer = b""
+    for chunk in iter_raw(response, deadline):
+        buffer += chunk
+        if b"\r" in buffer:
+            buffer = buffer.replace(b"\r\n", b"\n")
+        while True:
+            cut = buffer.find(b"\n\n")
+            if cut < 0:
+                break
+            event = buffer[:cut]
+            buffer = buffer[cut + 2 :]
+            if event:
+                yield event
+    tail = buffer.strip()
+    if tail:
+        yield tail
+
+
+def sse_data(event: bytes) -> bytes | None:
+    """The `data:` payload of one event (several data lines joined by newlines), or None for comments."""
+    if event.startswith(b"data:") and b"\n" not in event:
+        return event[5:].lstrip(b" ")
+    lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+    return b"\n".join(lines) if lines else None
+
+
+def error_for_status(status: int, payload: bytes, headers) -> ProviderError:
+    """Map an upstream HTTP error onto our hierarchy, keeping the provider's message where it is safe."""
+    message, code, param = _upstream_message(payload)
+    retry_after = parse_retry_after(headers.get("retry-after") if headers is not None else None)
+    if status == 429:
+        out_headers = {"Retry-After": str(int(retry_after + 0.999))} if retry_after is not None else None
+        return UpstreamRateLimitError(message or "The upstream provider is rate limiting requests.",
+                                      retry_after=retry_after, headers=out_headers)
+    if status in (401, 403):
+        return UpstreamAuthenticationError(
+            "The upstream provider rejected this deployment's credentials; the gateway operator must fix them."
+        )
+    if status == 404:
+        return UpstreamNotFoundError(message or "The upstream provider does not know this model or route.")
+    if status in (408, 409) or status >= 500:
+        error = UpstreamServerError(message or f"The upstream provider failed with HTTP {status}.",
+                                    retry_after=retry_after)
+        if status in (503, 504):
+            error.status_code = status
+        return error
+    error = UpstreamBadRequestError(message or f"The upstream provider rejected the request (HTTP {status}).",
+                                    param=param, code=code)
+    if status in (413, 422):
+        error.status_code = status
+    return error
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a `Retry-After` (or `retry-after-ms`-style numeric) header; HTTP dates are ignored."""
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return max(0.0, seconds)
+
+
+def _upstream_message(payload: bytes) -> tuple[str | None, str | None, str | None]:
+    try:
+        parsed = orjson.loads(payload) if payload else None
+    except orjson.JSONDecodeError:
+        return None, None, None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    if isinstance(error, dict):
+        message = error.get("message")
+        code = error.get("code")
+        return (str(message) if message else None, str(code) if code else None, error.get("param"))
+    if isinstance(error, str):
+        return error, None, None
+    return None, None, None
+
+
+def _host(url: str) -> str:
+    return url.split("/", 3)[2] if "://" in url else url

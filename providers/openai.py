@@ -1,0 +1,159 @@
+"""OpenAI and every OpenAI-compatible server (vLLM, Ollama's /v1, LM Studio, ...).
+
+Requests already are in the right format, so the adapter's job is small and must stay cheap: swap
+in the deployment's model name, drop gateway-only fields, and relay the answer as the bytes the
+provider sent. `text-completion-openai` models only have `/completions`; chat requests to them are
+turned into a prompt and their answers back into chat completions.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import orjson
+
+from providers.base import (
+    CHAT,
+    COMPLETIONS,
+    EMBEDDINGS,
+    MODERATIONS,
+    DeploymentTarget,
+    Provider,
+    UpstreamResponse,
+    UpstreamStream,
+    outbound_body,
+)
+from providers.http import Deadline, iter_sse_events, read_all, send, sse_data
+from providers.registry import register
+from providers.translate.embeddings import encode_embeddings_base64
+from providers.translate.prompt import (
+    chat_chunk_from_completion_chunk,
+    chat_from_completion,
+    prompt_from_messages,
+)
+
+OPENAI_API_BASE = "https://api.openai.com/v1"
+DONE = b"[DONE]"
+
+
+def openai_headers(target: DeploymentTarget) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    if target.api_key:
+        headers["Authorization"] = f"Bearer {target.api_key}"
+    if target.organization:
+        headers["OpenAI-Organization"] = target.organization
+    extra = target.params.get("extra_headers")
+    if isinstance(extra, dict):
+        headers.update({str(key): str(value) for key, value in extra.items()})
+    return headers
+
+
+def relay_chunks(response, deadline: Deadline) -> Iterator[bytes]:
+    """The JSON payload of each upstream SSE event, stopping at `[DONE]`; comments and blanks skipped."""
+    try:
+        for event in iter_sse_events(response, deadline):
+            data = sse_data(event)
+            if not data:
+                continue
+            if data == DONE:
+                return
+            yield data
+    finally:
+        response.close()
+
+
+@register("openai", "hosted_vllm", "openai_like")
+class OpenAIProvider(Provider):
+    """OpenAI's own API, or any server that speaks it at `api_base`."""
+
+    name = "openai"
+    operations = frozenset({CHAT, COMPLETIONS, EMBEDDINGS, MODERATIONS})
+
+    def url(self, target: DeploymentTarget, path: str) -> tuple[str, dict[str, str] | None]:
+        """The endpoint URL and query parameters for one operation (Azure overrides this)."""
+        base = (target.api_base or OPENAI_API_BASE).rstrip("/")
+        return f"{base}/{path}", None
+
+    def headers(self, target: DeploymentTarget) -> dict[str, str]:
+        return openai_headers(target)
+
+    def _post(self, target: DeploymentTarget, path: str, payload: dict, deadline: Deadline,
+              first_chunk_timeout: float | None = None):
+        url, params = self.url(target, path)
+        return send("POST", url, headers=self.headers(target), body=orjson.dumps(payload), params=params,
+                    deadline=deadline, first_byte_timeout=first_chunk_timeout)
+
+    def _call(self, target: DeploymentTarget, path: str, payload: dict, deadline: Deadline) -> UpstreamResponse:
+        response = self._post(target, path, payload, deadline)
+        return UpstreamResponse(body=read_all(response, deadline))
+
+    def _stream(self, target: DeploymentTarget, path: str, payload: dict, deadline: Deadline,
+                first_chunk_timeout: float | None) -> UpstreamStream:
+        response = self._post(target, path, payload, deadline, first_chunk_timeout)
+        return UpstreamStream(relay_chunks(response, deadline), close=response.close)
+
+    def chat(self, target, body, deadline):
+        return self._call(target, "chat/completions", outbound_body(body, target.model), deadline)
+
+    def chat_stream(self, target, body, deadline, first_chunk_timeout):
+        payload = outbound_body(body, target.model)
+        return self._stream(target, "chat/completions", payload, deadline, first_chunk_timeout)
+
+    def completion(self, target, body, deadline):
+        return self._call(target, "completions", outbound_body(body, target.model), deadline)
+
+    def completion_stream(self, target, body, deadline, first_chunk_timeout):
+        return self._stream(target, "completions", outbound_body(body, target.model), deadline, first_chunk_timeout)
+
+    def embedding(self, target, body, deadline):
+        payload = outbound_body(body, target.model)
+        wants_base64 = payload.get("encoding_format") == "base64"
+        if wants_base64 and not self.encodes_base64_natively(target):
+            # Many compatible servers ignore or reject base64; ask for floats and encode them here.
+            payload["encoding_format"] = "float"
+            response = self._call(target, "embeddings", payload, deadline)
+            return UpstreamResponse.from_object(encode_embeddings_base64(response.parsed))
+        return self._call(target, "embeddings", payload, deadline)
+
+    def encodes_base64_natively(self, target: DeploymentTarget) -> bool:
+        """Only OpenAI itself is known to honour `encoding_format=base64`; other servers get floats."""
+        return target.api_base is None or target.api_base.rstrip("/") == OPENAI_API_BASE
+
+    def moderation(self, target, body, deadline):
+        return self._call(target, "moderations", outbound_body(body, target.model), deadline)
+
+
+@register("text-completion-openai")
+class TextCompletionOpenAIProvider(OpenAIProvider):
+    """Models that only have the legacy `/completions` endpoint (davinci-style, instruct models)."""
+
+    name = "text-completion-openai"
+    operations = frozenset({CHAT, COMPLETIONS})
+
+    def chat(self, target, body, deadline):
+        request = _completion_request_from_chat(body, target.model)
+        response = self._call(target, "completions", request, deadline)
+        return UpstreamResponse.from_object(chat_from_completion(response.parsed))
+
+    def chat_stream(self, target, body, deadline, first_chunk_timeout):
+        request = _completion_request_from_chat(body, target.model)
+        upstream = self._stream(target, "completions", request, deadline, first_chunk_timeout)
+        return UpstreamStream(_chat_chunks(upstream.chunks), close=upstream.close)
+
+
+def _completion_request_from_chat(body: dict, model: str) -> dict:
+    request = outbound_body(body, model)
+    request["prompt"] = prompt_from_messages(request.pop("messages", []))
+    for chat_only in ("tools", "tool_choice", "parallel_tool_calls", "response_format", "max_completion_tokens"):
+        value = request.pop(chat_only, None)
+        if chat_only == "max_completion_tokens" and value is not None:
+            request.setdefault("max_tokens", value)
+    return request
+
+
+def _chat_chunks(completion_chunks: Iterator[bytes]) -> Iterator[bytes]:
+    first = True
+    created = int(time.time())
+    for data in completion_chunks:
+        yield orjson.dumps(chat_chunk_from_completion_chunk(orjson.loads(data), first=first, created=created))
+        first = False

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ProxyApiConfig(AppConfig):
+    name = "proxy_api"
+    verbose_name = "API"

@@ -1,0 +1,103 @@
+"""The OpenAI inference endpoints: chat completions, completions, embeddings, moderations."""
+from __future__ import annotations
+
+from django.http import HttpResponse
+from drf_spectacular.utils import extend_schema
+
+from models_registry.catalog import default_moderation_group
+from proxy_api import openapi
+from proxy_api.auth import authenticate
+from proxy_api.relay import respond, respond_streaming
+from proxy_api.validation import (
+    read_json_object,
+    require_model,
+    routing_options,
+    stream_requested,
+    validate_chat,
+    validate_completion,
+    validate_embedding,
+    validate_moderation,
+)
+from proxy_api.views.base import GatewayView, StreamingGatewayView
+
+TAG = "Inference"
+
+
+class ChatCompletionsView(StreamingGatewayView):
+    @extend_schema(
+        operation_id="create_chat_completion",
+        tags=[TAG],
+        summary="Create a chat completion",
+        request=openapi.json_body("ChatCompletionRequest"),
+        responses={
+            (200, "application/json"): openapi.ref("ChatCompletion"),
+            (200, "text/event-stream"): openapi.ref("ChatCompletionChunkStream"),
+            **openapi.ERRORS_PROXY,
+        },
+    )
+    def post(self, request) -> HttpResponse:
+        authenticate(request)
+        body = read_json_object(request)
+        model = require_model(body)
+        validate_chat(body)
+        streamed = stream_requested(body)
+        options = routing_options(body)
+        if streamed:
+            return respond_streaming(operation="chat", model=model, body=body, options=options)
+        return respond(operation="chat", model=model, body=body, options=options)
+
+
+class CompletionsView(StreamingGatewayView):
+    @extend_schema(
+        operation_id="create_completion",
+        tags=[TAG],
+        summary="Create a text completion",
+        request=openapi.json_body("CompletionRequest"),
+        responses={
+            (200, "application/json"): openapi.ref("Completion"),
+            (200, "text/event-stream"): openapi.ref("ChatCompletionChunkStream"),
+            **openapi.ERRORS_PROXY,
+        },
+    )
+    def post(self, request) -> HttpResponse:
+        authenticate(request)
+        body = read_json_object(request)
+        model = require_model(body)
+        validate_completion(body)
+        streamed = stream_requested(body)
+        options = routing_options(body)
+        if streamed:
+            return respond_streaming(operation="completions", model=model, body=body, options=options)
+        return respond(operation="completions", model=model, body=body, options=options)
+
+
+class EmbeddingsView(GatewayView):
+    @extend_schema(
+        operation_id="create_embedding",
+        tags=[TAG],
+        summary="Create embeddings",
+        request=openapi.json_body("EmbeddingRequest"),
+        responses={200: openapi.ref("EmbeddingList"), **openapi.ERRORS_PROXY},
+    )
+    def post(self, request) -> HttpResponse:
+        authenticate(request)
+        body = read_json_object(request)
+        model = require_model(body)
+        validate_embedding(body)
+        return respond(operation="embeddings", model=model, body=body, options=routing_options(body))
+
+
+class ModerationsView(GatewayView):
+    @extend_schema(
+        operation_id="create_moderation",
+        tags=[TAG],
+        summary="Classify text for policy violations",
+        request=openapi.json_body("ModerationRequest"),
+        responses={200: openapi.ref("ModerationResponse"), **openapi.ERRORS_PROXY},
+    )
+    def post(self, request) -> HttpResponse:
+        authenticate(request)
+        body = read_json_object(request)
+        model = require_model(body) if "model" in body else default_moderation_group()
+        validate_moderation(body)
+        return respond(operation="moderations", model=model, body=body, options=routing_options(body))

@@ -1,0 +1,145 @@
+"""Start the real gateway (`manage.py serve`) as a subprocess on a free loopback port.
+
+On PostgreSQL (`DATABASE_URL=postgres://...`) each gateway process gets a fresh database, dropped
+when it stops; otherwise a SQLite file in the test's temporary directory.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import requests
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MASTER_KEY = "sk-test-master-key"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class GatewayProcess:
+    process: subprocess.Popen
+    port: int
+    log_path: Path
+    database_url: str
+    drop_database: str | None = None
+    admin_database_url: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def v1(self) -> str:
+        return f"{self.url}/v1"
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, timeout: float = 20.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        if self.drop_database:
+            _drop_postgres_database(self.admin_database_url, self.drop_database)
+            self.drop_database = None
+        return self.process.returncode
+
+
+def write_config(directory: Path, config: dict, name: str = "config.yaml") -> Path:
+    path = directory / name
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def start_gateway(directory: Path, config: dict, *, workers: int = 1, env: dict | None = None,
+                  wait: float = 60.0) -> GatewayProcess:
+    """Write `config` to `directory`, start `serve` on a free port and wait until it answers."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config_path = write_config(directory, config)
+    port = free_port()
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
+    environment.update({
+        "SECRET_KEY": "test-secret-key-for-the-gateway-process",
+        "GATEWAY_STATE_DIR": str(directory / "state"),
+        "LOG_LEVEL": environment.get("GATEWAY_TEST_LOG_LEVEL", "INFO"),
+        "PYTHONUNBUFFERED": "1",
+    })
+    environment.pop("GATEWAY_MASTER_KEY", None)
+    database_url = os.environ.get("DATABASE_URL", "")
+    drop = None
+    admin_database_url = database_url
+    if database_url.startswith(("postgres://", "postgresql://")):
+        drop = f"gatehouse_e2e_{secrets.token_hex(4)}"
+        _create_postgres_database(database_url, drop)
+        database_url = _with_database(database_url, drop)
+    else:
+        database_url = f"sqlite:///{directory / 'state' / 'gatehouse.sqlite3'}"
+    environment["DATABASE_URL"] = database_url
+    environment.update(env or {})
+    log_path = directory / f"gateway-{port}.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "manage.py", "serve", "--config", str(config_path), "--port", str(port),
+         "--workers", str(workers)],
+        cwd=REPO_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    gateway = GatewayProcess(process=process, port=port, log_path=log_path, database_url=database_url,
+                             drop_database=drop, admin_database_url=admin_database_url)
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            output = gateway.logs()
+            gateway.stop()
+            raise RuntimeError(f"gateway exited with {process.returncode}:\n{output}")
+        try:
+            if requests.get(f"{gateway.url}/health/liveliness", timeout=1).status_code == 200:
+                return gateway
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)
+    output = gateway.logs()
+    gateway.stop()
+    raise RuntimeError(f"gateway did not come up within {wait}s:\n{output}")
+
+
+def _with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+
+
+def _admin_connection(url: str):
+    import psycopg
+
+    parts = urlsplit(url)
+    return psycopg.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 5432,
+                           user=parts.username or "postgres", password=parts.password or None,
+                           dbname=parts.path.lstrip("/") or "postgres", autocommit=True)
+
+
+def _create_postgres_database(url: str, name: str) -> None:
+    with _admin_connection(url) as connection:
+        connection.execute(f'CREATE DATABASE "{name}"')
+
+
+def _drop_postgres_database(url: str, name: str) -> None:
+    with _admin_connection(url) as connection:
+        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
