@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 import orjson
 
-from providers.errors import UnsupportedOperationError
+from providers.errors import UnsupportedOperationError, UpstreamServerError
 from providers.http import Deadline
 
 # Operations an adapter may offer; `Provider.operations` declares which ones it does.
@@ -50,6 +50,20 @@ class UpstreamResponse:
     @classmethod
     def from_object(cls, payload: dict) -> UpstreamResponse:
         return cls(body=orjson.dumps(payload), _parsed=payload)
+
+    @classmethod
+    def from_upstream(cls, body: bytes) -> UpstreamResponse:
+        """A provider's body, refused unless it is a JSON object (a broken proxy, a truncated answer).
+
+        Parsing here is cheap with orjson and needed anyway for usage; relaying stays byte for byte.
+        """
+        try:
+            parsed = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, dict):
+            raise UpstreamServerError("The upstream provider returned a body that is not a JSON object.")
+        return cls(body=body, _parsed=parsed)
 
     @property
     def parsed(self) -> dict:

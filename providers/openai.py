@@ -23,6 +23,7 @@ from providers.base import (
     UpstreamStream,
     outbound_body,
 )
+from providers.errors import UpstreamConnectionError
 from providers.http import Deadline, iter_sse_events, read_all, send, sse_data
 from providers.registry import register
 from providers.translate.embeddings import encode_embeddings_base64
@@ -49,7 +50,10 @@ def openai_headers(target: DeploymentTarget) -> dict[str, str]:
 
 
 def relay_chunks(response, deadline: Deadline) -> Iterator[bytes]:
-    """The JSON payload of each upstream SSE event, stopping at `[DONE]`; comments and blanks skipped."""
+    """The JSON payload of each upstream SSE event, stopping at `[DONE]`; comments and blanks skipped.
+
+    A stream that ends without `[DONE]` was cut off: that is an error, not a complete answer.
+    """
     try:
         for event in iter_sse_events(response, deadline):
             data = sse_data(event)
@@ -58,6 +62,7 @@ def relay_chunks(response, deadline: Deadline) -> Iterator[bytes]:
             if data == DONE:
                 return
             yield data
+        raise UpstreamConnectionError("The upstream stream ended before it was complete.")
     finally:
         response.close()
 
@@ -85,7 +90,7 @@ class OpenAIProvider(Provider):
 
     def _call(self, target: DeploymentTarget, path: str, payload: dict, deadline: Deadline) -> UpstreamResponse:
         response = self._post(target, path, payload, deadline)
-        return UpstreamResponse(body=read_all(response, deadline))
+        return UpstreamResponse.from_upstream(read_all(response, deadline))
 
     def _stream(self, target: DeploymentTarget, path: str, payload: dict, deadline: Deadline,
                 first_chunk_timeout: float | None) -> UpstreamStream:
