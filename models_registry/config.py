@@ -99,7 +99,8 @@ def parse_config(data: Any, *, path: str | None = None) -> GatewayConfig:
     _warn_unknown("general_settings", general, GENERAL_KEYS)
     litellm = _mapping(data.get("litellm_settings"), "litellm_settings")
     _warn_unknown("litellm_settings", litellm, LITELLM_KEYS)
-    router = _parse_router(_mapping(data.get("router_settings"), "router_settings"), litellm)
+    router = _parse_router(_resolved_settings(_mapping(data.get("router_settings"), "router_settings")),
+                           _resolved_settings(litellm))
     entries = data.get("model_list") or []
     if not isinstance(entries, list):
         raise ConfigError("model_list must be a list of entries")
@@ -107,7 +108,7 @@ def parse_config(data: Any, *, path: str | None = None) -> GatewayConfig:
     master_key = general.get("master_key")
     if master_key is not None and (not isinstance(master_key, str) or not master_key.strip()):
         raise ConfigError("general_settings.master_key must be a non-empty string")
-    drop_params = litellm.get("drop_params", False)
+    drop_params = _resolved_settings(litellm).get("drop_params", False)
     if not isinstance(drop_params, bool):
         raise ConfigError("litellm_settings.drop_params must be true or false")
     return GatewayConfig(deployments=deployments, master_key=master_key, router=router, drop_params=drop_params,
@@ -235,6 +236,23 @@ def _parse_fallbacks(value: Any) -> dict[str, list[str]]:
                 raise ConfigError(f"router_settings.fallbacks[{index}].{group} must be a list of model group names")
             fallbacks.setdefault(str(group), []).extend(targets)
     return fallbacks
+
+
+def _resolved_settings(values: dict) -> dict:
+    """Settings with `os.environ/NAME` references read now, typed as YAML would type them ("3" -> 3).
+
+    Process settings (retries, timeouts) are fixed for the life of a worker, so they are resolved at
+    load; provider credentials, in contrast, are resolved on every call.
+    """
+    resolved = {}
+    for key, value in values.items():
+        if is_env_reference(value):
+            name = value[len("os.environ/"):]
+            if name not in os.environ:
+                raise ConfigError(f"{key}: environment variable {name} is not set")
+            value = yaml.safe_load(os.environ[name])
+        resolved[key] = value
+    return resolved
 
 
 def _apply_environment_variables(variables: dict) -> None:

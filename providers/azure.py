@@ -9,12 +9,10 @@ from __future__ import annotations
 from providers.base import CHAT, COMPLETIONS, EMBEDDINGS, DeploymentTarget
 from providers.errors import InvalidRequestError
 from providers.openai import OpenAIProvider
-from providers.registry import register
 
 DEFAULT_API_VERSION = "2024-10-21"
 
 
-@register("azure")
 class AzureProvider(OpenAIProvider):
     name = "azure"
     operations = frozenset({CHAT, COMPLETIONS, EMBEDDINGS})

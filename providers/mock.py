@@ -32,7 +32,6 @@ from providers.base import (
     UpstreamStream,
 )
 from providers.errors import InvalidRequestError
-from providers.registry import register
 from providers.translate.embeddings import vector_to_base64
 from providers.translate.prompt import message_text
 
@@ -56,7 +55,6 @@ def count_tokens(text: str) -> int:
     return len(text.split()) if text else 0
 
 
-@register("mock")
 class MockProvider(Provider):
     name = "mock"
     operations = frozenset({CHAT, COMPLETIONS, EMBEDDINGS, MODERATIONS})

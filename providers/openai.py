@@ -25,7 +25,6 @@ from providers.base import (
 )
 from providers.errors import UpstreamConnectionError
 from providers.http import Deadline, iter_sse_events, read_all, send, sse_data
-from providers.registry import register
 from providers.translate.embeddings import encode_embeddings_base64
 from providers.translate.prompt import (
     chat_chunk_from_completion_chunk,
@@ -67,7 +66,6 @@ def relay_chunks(response, deadline: Deadline) -> Iterator[bytes]:
         response.close()
 
 
-@register("openai", "hosted_vllm", "openai_like")
 class OpenAIProvider(Provider):
     """OpenAI's own API, or any server that speaks it at `api_base`."""
 
@@ -128,7 +126,6 @@ class OpenAIProvider(Provider):
         return self._call(target, "moderations", outbound_body(body, target.model), deadline)
 
 
-@register("text-completion-openai")
 class TextCompletionOpenAIProvider(OpenAIProvider):
     """Models that only have the legacy `/completions` endpoint (davinci-style, instruct models)."""
 

@@ -28,6 +28,8 @@ class ChatCompletionsView(StreamingGatewayView):
         operation_id="create_chat_completion",
         tags=[TAG],
         summary="Create a chat completion",
+        description="OpenAI's chat completions, routed to a deployment of the `model` group. With `stream: true` "
+                    "the answer is server-sent events ending with `data: [DONE]`.",
         request=openapi.json_body("ChatCompletionRequest"),
         responses={
             (200, "application/json"): openapi.ref("ChatCompletion"),
@@ -52,6 +54,7 @@ class CompletionsView(StreamingGatewayView):
         operation_id="create_completion",
         tags=[TAG],
         summary="Create a text completion",
+        description="OpenAI's legacy completions, routed to a deployment of the `model` group; streams like chat.",
         request=openapi.json_body("CompletionRequest"),
         responses={
             (200, "application/json"): openapi.ref("Completion"),
