@@ -27,6 +27,8 @@ GENERAL_KEYS = {"master_key"}
 ROUTER_KEYS = {"routing_strategy", "num_retries", "timeout", "fallbacks", "allowed_fails", "cooldown_time",
                "retry_after"}
 LITELLM_KEYS = {"drop_params", "num_retries", "request_timeout"}
+# Providers that are someone's own server: without an api_base they would silently call OpenAI.
+SERVER_PROVIDERS = frozenset({"hosted_vllm", "openai_like"})
 NUMERIC_PARAMS = ("rpm", "tpm", "weight", "order", "timeout", "stream_timeout", "max_retries")
 DEFAULT_NUM_RETRIES = 2
 DEFAULT_TIMEOUT_SECONDS = 600.0
@@ -83,6 +85,10 @@ def load_config(path: str | os.PathLike) -> GatewayConfig:
         text = file.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError(f"cannot read config file {file}: {error.strerror or error}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"cannot read config file {file}: it is not UTF-8 text (invalid byte at offset {error.start})"
+        ) from error
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -99,8 +105,10 @@ def parse_config(data: Any, *, path: str | None = None) -> GatewayConfig:
     _warn_unknown("general_settings", general, GENERAL_KEYS)
     litellm = _mapping(data.get("litellm_settings"), "litellm_settings")
     _warn_unknown("litellm_settings", litellm, LITELLM_KEYS)
-    router = _parse_router(_resolved_settings(_mapping(data.get("router_settings"), "router_settings")),
-                           _resolved_settings(litellm))
+    router = _parse_router(
+        _resolved_settings(_mapping(data.get("router_settings"), "router_settings"), "router_settings"),
+        _resolved_settings(litellm, "litellm_settings"),
+    )
     entries = data.get("model_list") or []
     if not isinstance(entries, list):
         raise ConfigError("model_list must be a list of entries")
@@ -108,7 +116,7 @@ def parse_config(data: Any, *, path: str | None = None) -> GatewayConfig:
     master_key = general.get("master_key")
     if master_key is not None and (not isinstance(master_key, str) or not master_key.strip()):
         raise ConfigError("general_settings.master_key must be a non-empty string")
-    drop_params = _resolved_settings(litellm).get("drop_params", False)
+    drop_params = _resolved_settings(litellm, "litellm_settings").get("drop_params", False)
     if not isinstance(drop_params, bool):
         raise ConfigError("litellm_settings.drop_params must be true or false")
     return GatewayConfig(deployments=deployments, master_key=master_key, router=router, drop_params=drop_params,
@@ -147,6 +155,8 @@ def deployment_spec_from_entry(entry: Any, *, where: str, occurrence: int = 0) -
         raise ConfigError(f"{where}: litellm_params.api_base must be an http(s) URL or os.environ/ reference")
     if provider == "azure" and not api_base:
         raise ConfigError(f"{where}: azure models need litellm_params.api_base (https://<resource>.openai.azure.com)")
+    if provider in SERVER_PROVIDERS and not api_base:
+        raise ConfigError(f"{where}: {provider} models need litellm_params.api_base (the server's /v1 URL)")
     model_info = entry.get("model_info") or {}
     if not isinstance(model_info, dict):
         raise ConfigError(f"{where}: model_info must be a mapping")
@@ -208,9 +218,14 @@ def _parse_router(settings: dict, litellm: dict) -> RouterSettings:
         )
     num_retries = settings.get("num_retries", litellm.get("num_retries", defaults.num_retries))
     timeout = settings.get("timeout", litellm.get("request_timeout", defaults.timeout))
+    # Name the key the operator actually wrote: litellm_settings supplies these when router_settings does not.
+    retries_name = "litellm_settings.num_retries" if "num_retries" not in settings and "num_retries" in litellm \
+        else "router_settings.num_retries"
+    timeout_name = "litellm_settings.request_timeout" if "timeout" not in settings and "request_timeout" in litellm \
+        else "router_settings.timeout"
     values = {
-        "num_retries": _number(num_retries, "router_settings.num_retries", integer=True),
-        "timeout": _number(timeout, "router_settings.timeout", positive=True),
+        "num_retries": _number(num_retries, retries_name, integer=True),
+        "timeout": _number(timeout, timeout_name, positive=True),
         "allowed_fails": _number(settings.get("allowed_fails", defaults.allowed_fails),
                                  "router_settings.allowed_fails", integer=True),
         "cooldown_time": _number(settings.get("cooldown_time", defaults.cooldown_time),
@@ -238,7 +253,7 @@ def _parse_fallbacks(value: Any) -> dict[str, list[str]]:
     return fallbacks
 
 
-def _resolved_settings(values: dict) -> dict:
+def _resolved_settings(values: dict, section: str) -> dict:
     """Settings with `os.environ/NAME` references read now, typed as YAML would type them ("3" -> 3).
 
     Process settings (retries, timeouts) are fixed for the life of a worker, so they are resolved at
@@ -249,7 +264,7 @@ def _resolved_settings(values: dict) -> dict:
         if is_env_reference(value):
             name = value[len("os.environ/"):]
             if name not in os.environ:
-                raise ConfigError(f"{key}: environment variable {name} is not set")
+                raise ConfigError(f"{section}.{key}: environment variable {name} is not set")
             value = yaml.safe_load(os.environ[name])
         resolved[key] = value
     return resolved
@@ -267,7 +282,8 @@ def _default_mode(provider: str, model: str) -> str:
         return DeploymentMode.EMBEDDING
     if "moderation" in lowered:
         return DeploymentMode.MODERATION
-    if provider == "text-completion-openai" or lowered.endswith("-instruct") or "davinci" in lowered:
+    # `gpt-3.5-turbo-instruct` is a completion model; open models named `*-Instruct` are chat models.
+    if provider == "text-completion-openai" or lowered.endswith("turbo-instruct") or "davinci" in lowered:
         return DeploymentMode.COMPLETION
     return DeploymentMode.CHAT
 

@@ -103,7 +103,9 @@ class Provider:
 
     Every method receives the client's OpenAI-format body (already validated for the fields the
     gateway owns), the target and a deadline. Streaming methods open the upstream call before
-    returning, so every error that can happen before the first byte is raised from the call itself.
+    returning, so every error that can happen before the first byte is raised from the call itself;
+    their `first_chunk_timeout` (the deployment's `stream_timeout`) bounds the wait for the first
+    chunk and every silence between chunks after it.
     """
 
     name: ClassVar[str] = ""

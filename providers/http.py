@@ -86,8 +86,8 @@ def send(
     """Send one request and return the open response once its status is known (body not yet read).
 
     A non-2xx status is turned into the matching `ProviderError` here, so callers only ever see
-    successful responses. `first_byte_timeout` bounds the wait for the status line (a stream's
-    time to first chunk); later reads use what is left of the deadline.
+    successful responses. `first_byte_timeout` bounds the wait for the status line; reading the
+    body is bounded by `iter_raw`.
     """
     remaining = deadline.remaining()
     if remaining <= 0:
@@ -120,7 +120,12 @@ def send(
             extra={"method": method, "host": _host(url), "status": response.status_code,
                    "elapsed_ms": round((time.monotonic() - started) * 1000, 1)},
         )
-    if response.status_code >= 300:
+    if 300 <= response.status_code < 400:
+        response.close()
+        raise UpstreamServerError(
+            f"The upstream provider answered with a redirect (HTTP {response.status_code}); "
+            "the deployment's api_base is probably wrong.", code="upstream_redirect")
+    if response.status_code >= 400:
         try:
             payload = read_all(response, deadline)
         finally:
@@ -129,24 +134,38 @@ def send(
     return response
 
 
-def read_all(response: requests.Response, deadline: Deadline) -> bytes:
+def read_all(response: requests.Response, deadline: Deadline, idle_timeout: float | None = None) -> bytes:
     """Read a whole body, checking the total deadline between chunks (a slow drip cannot hang us)."""
     pieces: list[bytes] = []
     try:
-        for chunk in iter_raw(response, deadline):
+        for chunk in iter_raw(response, deadline, idle_timeout):
             pieces.append(chunk)
     finally:
         response.close()
     return b"".join(pieces)
 
 
-def iter_raw(response: requests.Response, deadline: Deadline) -> Iterator[bytes]:
-    """Yield body bytes as they arrive (`read1`: whatever one socket read gives, never waiting to fill a buffer)."""
+def iter_raw(response: requests.Response, deadline: Deadline, idle_timeout: float | None = None) -> Iterator[bytes]:
+    """Yield body bytes as they arrive (`read1`: whatever one socket read gives, never waiting to fill a buffer).
+
+    Each read waits at most `idle_timeout` (a stream's allowed silence between chunks) and never past
+    the deadline, so neither a stalled nor a dripping upstream can hold a request beyond its budget.
+    """
     raw = response.raw
+    connection = getattr(raw, "connection", None)
+    sock = getattr(connection, "sock", None)
     try:
         while True:
-            deadline.check()
-            chunk = raw.read1(READ_CHUNK_BYTES) if hasattr(raw, "read1") else raw.read(READ_CHUNK_BYTES)
+            remaining = deadline.remaining()
+            if remaining <= 0:
+                deadline.check()
+            if sock is not None:
+                sock.settimeout(min(idle_timeout, remaining) if idle_timeout else remaining)
+            # `requests` advertises gzip/deflate but leaves `raw` undecoded: decode here, as it arrives.
+            if hasattr(raw, "read1"):
+                chunk = raw.read1(READ_CHUNK_BYTES, decode_content=True)
+            else:
+                chunk = raw.read(READ_CHUNK_BYTES, decode_content=True)
             if not chunk:
                 return
             yield chunk
@@ -160,14 +179,16 @@ def iter_raw(response: requests.Response, deadline: Deadline) -> Iterator[bytes]
         raise UpstreamConnectionError("The upstream connection broke while reading the response.") from error
 
 
-def iter_sse_events(response: requests.Response, deadline: Deadline) -> Iterator[bytes]:
+def iter_sse_events(
+    response: requests.Response, deadline: Deadline, idle_timeout: float | None = None
+) -> Iterator[bytes]:
     """Split a server-sent-event body into whole events (the bytes between blank lines).
 
     `iter_lines` would buffer a close-delimited stream until EOF, so events are framed here.
     Line endings are normalised to `\\n`; the trailing blank line is not included.
     """
     buffer = b""
-    for chunk in iter_raw(response, deadline):
+    for chunk in iter_raw(response, deadline, idle_timeout):
         buffer += chunk
         if b"\r" in buffer:
             buffer = buffer.replace(b"\r\n", b"\n")
@@ -185,11 +206,18 @@ def iter_sse_events(response: requests.Response, deadline: Deadline) -> Iterator
 
 
 def sse_data(event: bytes) -> bytes | None:
-    """The `data:` payload of one event (several data lines joined by newlines), or None for comments."""
+    """The `data:` payload of one event (several data lines joined by newlines), or None for comments.
+
+    As the SSE specification says, one space after the colon is dropped, and only one.
+    """
     if event.startswith(b"data:") and b"\n" not in event:
-        return event[5:].lstrip(b" ")
-    lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
+        return _field_value(event)
+    lines = [_field_value(line) for line in event.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(lines) if lines else None
+
+
+def _field_value(line: bytes) -> bytes:
+    return line[6:] if line[5:6] == b" " else line[5:]
 
 
 def error_for_status(status: int, payload: bytes, headers) -> ProviderError:

@@ -48,13 +48,13 @@ def openai_headers(target: DeploymentTarget) -> dict[str, str]:
     return headers
 
 
-def relay_chunks(response, deadline: Deadline) -> Iterator[bytes]:
+def relay_chunks(response, deadline: Deadline, idle_timeout: float | None = None) -> Iterator[bytes]:
     """The JSON payload of each upstream SSE event, stopping at `[DONE]`; comments and blanks skipped.
 
     A stream that ends without `[DONE]` was cut off: that is an error, not a complete answer.
     """
     try:
-        for event in iter_sse_events(response, deadline):
+        for event in iter_sse_events(response, deadline, idle_timeout):
             data = sse_data(event)
             if not data:
                 continue
@@ -92,8 +92,9 @@ class OpenAIProvider(Provider):
 
     def _stream(self, target: DeploymentTarget, path: str, payload: dict, deadline: Deadline,
                 first_chunk_timeout: float | None) -> UpstreamStream:
+        payload["stream"] = True
         response = self._post(target, path, payload, deadline, first_chunk_timeout)
-        return UpstreamStream(relay_chunks(response, deadline), close=response.close)
+        return UpstreamStream(relay_chunks(response, deadline, first_chunk_timeout), close=response.close)
 
     def chat(self, target, body, deadline):
         return self._call(target, "chat/completions", outbound_body(body, target.model), deadline)
@@ -106,7 +107,8 @@ class OpenAIProvider(Provider):
         return self._call(target, "completions", outbound_body(body, target.model), deadline)
 
     def completion_stream(self, target, body, deadline, first_chunk_timeout):
-        return self._stream(target, "completions", outbound_body(body, target.model), deadline, first_chunk_timeout)
+        payload = outbound_body(body, target.model)
+        return self._stream(target, "completions", payload, deadline, first_chunk_timeout)
 
     def embedding(self, target, body, deadline):
         payload = outbound_body(body, target.model)
@@ -143,19 +145,32 @@ class TextCompletionOpenAIProvider(OpenAIProvider):
         return UpstreamStream(_chat_chunks(upstream.chunks), close=upstream.close)
 
 
+CHAT_ONLY_FIELDS = ("tools", "tool_choice", "parallel_tool_calls", "response_format", "max_completion_tokens",
+                    "logprobs", "top_logprobs", "stream_options")
+
+
 def _completion_request_from_chat(body: dict, model: str) -> dict:
+    """A `/completions` request from a chat one: a prompt, and chat-only fields translated or dropped."""
     request = outbound_body(body, model)
     request["prompt"] = prompt_from_messages(request.pop("messages", []))
-    for chat_only in ("tools", "tool_choice", "parallel_tool_calls", "response_format", "max_completion_tokens"):
-        value = request.pop(chat_only, None)
-        if chat_only == "max_completion_tokens" and value is not None:
-            request.setdefault("max_tokens", value)
+    chat_fields = {name: request.pop(name) for name in CHAT_ONLY_FIELDS if name in request}
+    if chat_fields.get("max_completion_tokens") is not None:
+        request.setdefault("max_tokens", chat_fields["max_completion_tokens"])
+    if chat_fields.get("logprobs") is True:
+        # Chat asks `logprobs: true, top_logprobs: k`; completions asks `logprobs: k`.
+        request["logprobs"] = chat_fields.get("top_logprobs") or 0
+    if chat_fields.get("stream_options"):
+        request["stream_options"] = chat_fields["stream_options"]
     return request
 
 
 def _chat_chunks(completion_chunks: Iterator[bytes]) -> Iterator[bytes]:
-    first = True
+    """Completion chunks re-shaped as chat chunks; each choice's first delta carries the role."""
+    started: set[int] = set()
     created = int(time.time())
     for data in completion_chunks:
-        yield orjson.dumps(chat_chunk_from_completion_chunk(orjson.loads(data), first=first, created=created))
-        first = False
+        chunk = orjson.loads(data)
+        indexes = {choice.get("index", 0) for choice in chunk.get("choices") or []}
+        first = bool(indexes - started)
+        started |= indexes
+        yield orjson.dumps(chat_chunk_from_completion_chunk(chunk, first=first, created=created))

@@ -13,6 +13,7 @@ import struct
 import threading
 import time
 import uuid
+import zlib
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
@@ -34,7 +35,8 @@ class Fault:
 
     kind: "status" (answer `status` with `body`/`headers`), "hang" (sleep `seconds` before answering
     normally), "reset" (close the socket without answering), "stream_break" (stream `after_chunks`
-    chunks then drop the connection), "malformed" (200 with a non-JSON body).
+    chunks then drop the connection), "malformed" (200 with a non-JSON body), "no_done" (stream every
+    chunk, then close the connection without the final `data: [DONE]`).
     """
 
     kind: str = "status"
@@ -60,6 +62,8 @@ class FakeOpenAI:
         self.disconnects = 0  # streams whose client (the gateway) hung up before the end
         self.completed_streams = 0
         self.embedding_dimensions = 8
+        self.connections = 0  # TCP connections accepted (a pooled client reuses one for sequential calls)
+        self.gzip_responses = False  # gzip every body when the client's Accept-Encoding allows it
         handler = _make_handler(self)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
@@ -80,6 +84,8 @@ class FakeOpenAI:
         self.disconnects = 0
         self.completed_streams = 0
         self.embedding_dimensions = 8
+        self.connections = 0
+        self.gzip_responses = False
 
     def fail_next(self, count: int = 1, **fault) -> None:
         with self.lock:
@@ -101,6 +107,11 @@ class FakeOpenAI:
         self.server.server_close()
 
 
+def _gzip(payload: bytes) -> bytes:
+    compressor = zlib.compressobj(wbits=31)
+    return compressor.compress(payload) + compressor.flush()
+
+
 def _vector(text: str, dimensions: int) -> list[float]:
     seed = sum(text.encode()) or 1
     return [struct.unpack("<f", struct.pack("<f", ((seed * (i + 1)) % 97) / 97.0))[0] for i in range(dimensions)]
@@ -112,6 +123,14 @@ def _make_handler(fake: FakeOpenAI):
 
         def log_message(self, format, *args):  # noqa: A002 - silence the default stderr log
             return
+
+        def setup(self):
+            super().setup()
+            with fake.lock:
+                fake.connections += 1
+
+        def _gzip_allowed(self) -> bool:
+            return fake.gzip_responses and "gzip" in (self.headers.get("Accept-Encoding") or "")
 
         def do_GET(self):
             self._handle()
@@ -169,8 +188,13 @@ def _make_handler(fake: FakeOpenAI):
                                                 "param": None, "code": None}})
 
         def _send_raw(self, status: int, payload: bytes, content_type: str, headers: dict | None = None):
+            gzipped = self._gzip_allowed()
+            if gzipped:
+                payload = _gzip(payload)
             self.send_response(status)
             self.send_header("Content-Type", content_type)
+            if gzipped:
+                self.send_header("Content-Encoding", "gzip")
             self.send_header("Content-Length", str(len(payload)))
             for name, value in (headers or {}).items():
                 self.send_header(name, value)
@@ -185,7 +209,17 @@ def _make_handler(fake: FakeOpenAI):
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Connection", "close")
+            compressor = zlib.compressobj(wbits=31) if self._gzip_allowed() else None
+            if compressor is not None:
+                self.send_header("Content-Encoding", "gzip")
             self.end_headers()
+
+            def write(data: bytes) -> None:
+                if compressor is not None:
+                    data = compressor.compress(data) + compressor.flush(zlib.Z_SYNC_FLUSH)
+                self.wfile.write(data)
+                self.wfile.flush()
+
             try:
                 for index, event in enumerate(events):
                     if fault is not None and fault.kind == "stream_break" and index >= fault.after_chunks:
@@ -193,10 +227,15 @@ def _make_handler(fake: FakeOpenAI):
                         return
                     if index and fake.stream_interval:
                         time.sleep(fake.stream_interval)
-                    self.wfile.write(b"data: " + json.dumps(event).encode() + b"\n\n")
+                    write(b"data: " + json.dumps(event).encode() + b"\n\n")
+                if fault is not None and fault.kind == "no_done":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                write(b"data: [DONE]\n\n")
+                if compressor is not None:
+                    self.wfile.write(compressor.flush())
                     self.wfile.flush()
-                self.wfile.write(b"data: [DONE]\n\n")
-                self.wfile.flush()
                 with fake.lock:
                     fake.completed_streams += 1
             except (BrokenPipeError, ConnectionResetError):
