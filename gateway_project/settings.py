@@ -157,10 +157,14 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
     "APPEND_COMPONENTS": {
         "securitySchemes": {
-            "BearerAuth": {"type": "http", "scheme": "bearer", "description": "The master key (or a virtual key)."}
+            "BearerAuth": {"type": "http", "scheme": "bearer", "description": "The master key (or a virtual key)."},
+            "ApiKeyHeader": {"type": "apiKey", "in": "header", "name": "x-api-key",
+                             "description": "The same key, as Anthropic clients send it."},
+            "AzureApiKeyHeader": {"type": "apiKey", "in": "header", "name": "api-key",
+                                  "description": "The same key, as Azure OpenAI clients send it."},
         }
     },
-    "SECURITY": [{"BearerAuth": []}],
+    "SECURITY": [{"BearerAuth": []}, {"ApiKeyHeader": []}, {"AzureApiKeyHeader": []}],
     "PREPROCESSING_HOOKS": ["proxy_api.openapi.drop_route_aliases"],
     "POSTPROCESSING_HOOKS": ["drf_spectacular.hooks.postprocess_schema_enums", "proxy_api.openapi.add_components"],
 }

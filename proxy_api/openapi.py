@@ -140,6 +140,13 @@ COMPONENTS: dict[str, dict] = {
             "after the first chunk ends the stream with one `data: {\"error\": {...}}` event."
         ),
     },
+    "CompletionChunkStream": {
+        "type": "string",
+        "description": (
+            "Server-sent events: `data: <text_completion JSON>` per chunk, then `data: [DONE]`. A failure "
+            "after the first chunk ends the stream with one `data: {\"error\": {...}}` event."
+        ),
+    },
     "CompletionRequest": {
         "type": "object",
         "properties": {
@@ -217,11 +224,12 @@ COMPONENTS: dict[str, dict] = {
     "ModerationRequest": {
         "type": "object",
         "properties": {
-            "model": {"type": "string", "minLength": 1},
+            "model": {"type": "string", "minLength": 1,
+                      "description": "Optional: without it, the configured moderation model group answers."},
             "input": {"oneOf": [{"type": "string"}, {"type": "array", "minItems": 1, "items": {}}]},
             **ROUTING_FIELDS,
         },
-        "required": ["model", "input"],
+        "required": ["input"],
         "additionalProperties": True,
     },
     "ModerationResponse": {
@@ -297,6 +305,11 @@ def add_components(result: dict, generator, request, public) -> dict:
     schemas = result.setdefault("components", {}).setdefault("schemas", {})
     for name, schema in COMPONENTS.items():
         schemas.setdefault(name, schema)
+    # Hand-written request bodies are not marked required by the generator; every one of ours is.
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation["requestBody"]["required"] = True
     return result
 
 

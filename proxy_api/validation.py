@@ -155,12 +155,13 @@ def validate_moderation(body: dict) -> None:
 
 
 def _is_text_or_tokens(value) -> bool:
+    """A non-empty string, a non-empty list of non-empty strings, a token array, or a list of token arrays."""
     if isinstance(value, str):
-        return True
+        return bool(value)
     if not isinstance(value, list) or not value:
         return False
     if all(isinstance(item, str) for item in value):
-        return True
+        return all(value)
     if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
         return True
     return all(isinstance(item, list) and item and all(isinstance(t, int) and not isinstance(t, bool) for t in item)

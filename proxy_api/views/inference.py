@@ -58,7 +58,7 @@ class CompletionsView(StreamingGatewayView):
         request=openapi.json_body("CompletionRequest"),
         responses={
             (200, "application/json"): openapi.ref("Completion"),
-            (200, "text/event-stream"): openapi.ref("ChatCompletionChunkStream"),
+            (200, "text/event-stream"): openapi.ref("CompletionChunkStream"),
             **openapi.ERRORS_PROXY,
         },
     )
@@ -101,6 +101,6 @@ class ModerationsView(GatewayView):
     def post(self, request) -> HttpResponse:
         authenticate(request)
         body = read_json_object(request)
-        model = require_model(body) if "model" in body else default_moderation_group()
+        model = require_model(body) if body.get("model") is not None else default_moderation_group()
         validate_moderation(body)
         return respond(operation="moderations", model=model, body=body, options=routing_options(body))

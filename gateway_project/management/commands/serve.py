@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -92,6 +93,12 @@ class Command(BaseCommand):
         environment["GATEWAY_BIND"] = f"{options['host']}:{options['port']}"
         environment["GATEWAY_WORKERS"] = str(options["workers"])
         environment.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
+        # gunicorn runs from BASE_DIR: relative paths must keep meaning what they meant here (same database,
+        # same state directory and secret key as the migration and the sync just used).
+        environment["GATEWAY_STATE_DIR"] = str(settings.STATE_DIR.resolve())
+        database = settings.DATABASES["default"]
+        if database["ENGINE"] == "django.db.backends.sqlite3" and database["NAME"] != ":memory:":
+            environment["DATABASE_URL"] = f"sqlite:///{quote(str(Path(database['NAME']).resolve()))}"
         sys.stdout.flush()
         sys.stderr.flush()
         os.chdir(settings.BASE_DIR)
