@@ -15,7 +15,9 @@ worker_connections = int(os.environ.get("GATEWAY_WORKER_CONNECTIONS", "10000"))
 timeout = int(os.environ.get("GATEWAY_WORKER_TIMEOUT", "120"))
 # On SIGTERM, in-flight requests and streams get this long to finish.
 graceful_timeout = int(os.environ.get("GATEWAY_GRACEFUL_TIMEOUT", "60"))
-keepalive = 75
+# Idle keep-alive connections hold a worker open during a graceful stop: keep them short (the OpenAI
+# SDK's own pool drops idle connections after 5 s anyway).
+keepalive = int(os.environ.get("GATEWAY_KEEPALIVE", "10"))
 backlog = 4096
 preload_app = False
 accesslog = None

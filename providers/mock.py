@@ -289,9 +289,15 @@ def _split_text(text: str, chunk_count) -> list[str]:
     if not text:
         return []
     if chunk_count:
-        count = max(1, int(chunk_count))
-        size = math.ceil(len(text) / count)
-        return [text[i : i + size] for i in range(0, len(text), size)]
+        # Exactly `chunk_count` pieces (fewer only when the text is shorter), as even as possible.
+        count = min(max(1, int(chunk_count)), len(text))
+        size, longer = divmod(len(text), count)
+        pieces, start = [], 0
+        for index in range(count):
+            end = start + size + (1 if index < longer else 0)
+            pieces.append(text[start:end])
+            start = end
+        return pieces
     words = text.split(" ")
     return [word if i == 0 else " " + word for i, word in enumerate(words)]
 

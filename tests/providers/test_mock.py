@@ -232,8 +232,23 @@ def test_a_stream_sends_the_role_first_then_the_reply_cut_into_the_requested_chu
 
     assert chunks == [choice({"role": "assistant", "content": ""}),
                       choice({"content": "This is "}), choice({"content": "a mock r"}),
-                      choice({"content": "esponse "}), choice({"content": "to: Hi"}),
+                      choice({"content": "esponse"}), choice({"content": " to: Hi"}),
                       choice({}, "stop")]
+
+
+def test_the_chunk_count_is_exact_even_when_the_text_does_not_divide_evenly(mock, deadline):
+    """51 characters in 20 chunks: eleven of 3 and nine of 2, never fewer chunks than asked for."""
+    message = {"role": "user", "content": "x" * 23}  # the reply quotes it: 28 + 23 = 51 characters
+    chunks = stream_chat(mock, {"messages": [message]}, deadline, mock_chunk_count=20)
+    pieces = [chunk["choices"][0]["delta"].get("content") for chunk in chunks[1:-1]]
+    assert [len(piece) for piece in pieces] == [3] * 11 + [2] * 9
+    assert "".join(pieces) == "This is a mock response to: " + "x" * 23
+
+
+def test_a_chunk_count_above_the_text_length_gives_one_character_per_chunk(mock, deadline):
+    chunks = stream_chat(mock, {"messages": [HI]}, deadline, mock_chunk_count=500)
+    pieces = [chunk["choices"][0]["delta"].get("content") for chunk in chunks[1:-1]]
+    assert pieces == list("This is a mock response to: Hi")
 
 
 def test_without_a_chunk_count_the_reply_streams_word_by_word(mock, deadline):
