@@ -97,10 +97,21 @@ def load_config(path: str | os.PathLike) -> GatewayConfig:
 
 
 def parse_config(data: Any, *, path: str | None = None) -> GatewayConfig:
+    """Validate a whole config. Its `environment_variables` are set first (later values may refer to
+    them) and taken back if the config turns out to be invalid."""
     if not isinstance(data, dict):
         raise ConfigError("the config must be a mapping with a `model_list`")
     _warn_unknown("config", data, TOP_LEVEL_KEYS)
-    _apply_environment_variables(_mapping(data.get("environment_variables"), "environment_variables"))
+    added = _apply_environment_variables(_mapping(data.get("environment_variables"), "environment_variables"))
+    try:
+        return _parse_sections(data, path)
+    except ConfigError:
+        for name in added:
+            os.environ.pop(name, None)
+        raise
+
+
+def _parse_sections(data: dict, path: str | None) -> GatewayConfig:
     general = _mapping(data.get("general_settings"), "general_settings")
     _warn_unknown("general_settings", general, GENERAL_KEYS)
     litellm = _mapping(data.get("litellm_settings"), "litellm_settings")
@@ -144,10 +155,14 @@ def deployment_spec_from_entry(entry: Any, *, where: str, occurrence: int = 0) -
                           f"(known: {', '.join(known_providers())})")
     if not provider_model:
         raise ConfigError(f"{where}: litellm_params.model '{model}' names no model after the provider")
+    numbers = {}
     for name in NUMERIC_PARAMS:
         value = params.get(name)
+        if is_env_reference(value):
+            value = _environment_value(value, f"{where}: litellm_params.{name}")
         if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or value < 0):
             raise ConfigError(f"{where}: litellm_params.{name} must be a non-negative number, not {value!r}")
+        numbers[name] = value
     api_base = params.get("api_base")
     if api_base is not None and (
         not isinstance(api_base, str) or not (is_env_reference(api_base) or api_base.startswith(("http://", "https://")))
@@ -174,10 +189,10 @@ def deployment_spec_from_entry(entry: Any, *, where: str, occurrence: int = 0) -
         litellm_params=dict(params),
         model_info=dict(model_info),
         mode=mode,
-        rpm=_int_or_none(params.get("rpm")),
-        tpm=_int_or_none(params.get("tpm")),
-        weight=float(params["weight"]) if params.get("weight") is not None else None,
-        order=_int_or_none(params.get("order")),
+        rpm=_int_or_none(numbers["rpm"]),
+        tpm=_int_or_none(numbers["tpm"]),
+        weight=float(numbers["weight"]) if numbers["weight"] is not None else None,
+        order=_int_or_none(numbers["order"]),
     )
 
 
@@ -259,21 +274,29 @@ def _resolved_settings(values: dict, section: str) -> dict:
     Process settings (retries, timeouts) are fixed for the life of a worker, so they are resolved at
     load; provider credentials, in contrast, are resolved on every call.
     """
-    resolved = {}
-    for key, value in values.items():
-        if is_env_reference(value):
-            name = value[len("os.environ/"):]
-            if name not in os.environ:
-                raise ConfigError(f"{section}.{key}: environment variable {name} is not set")
-            value = yaml.safe_load(os.environ[name])
-        resolved[key] = value
-    return resolved
+    return {key: _environment_value(value, f"{section}.{key}") if is_env_reference(value) else value
+            for key, value in values.items()}
 
 
-def _apply_environment_variables(variables: dict) -> None:
-    """LiteLLM's `environment_variables`: fill in variables the real environment does not already set."""
+def _environment_value(reference: str, where: str) -> Any:
+    """The value of an `os.environ/NAME` reference, typed as YAML would type it."""
+    name = reference[len("os.environ/"):]
+    if name not in os.environ:
+        raise ConfigError(f"{where}: environment variable {name} is not set")
+    return yaml.safe_load(os.environ[name])
+
+
+def _apply_environment_variables(variables: dict) -> list[str]:
+    """LiteLLM's `environment_variables`: fill in variables the real environment does not already set.
+
+    Returns the names it set, so an invalid config can take them back.
+    """
+    added = []
     for name, value in variables.items():
-        os.environ.setdefault(str(name), str(value))
+        if str(name) not in os.environ:
+            os.environ[str(name)] = str(value)
+            added.append(str(name))
+    return added
 
 
 def _default_mode(provider: str, model: str) -> str:

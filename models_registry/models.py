@@ -33,7 +33,7 @@ class Deployment(models.Model):
     updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
-        ordering = ["model_name", "order", "id"]
+        ordering = ["model_name", models.F("order").asc(nulls_last=True), "id"]
         indexes = [models.Index(fields=["model_name", "enabled"])]
 
     def __str__(self) -> str:

@@ -135,14 +135,17 @@ def _attempt_group(candidates: list[RoutableDeployment], call: Call, deadline: D
 
 
 def choose(deployments: list[RoutableDeployment]) -> RoutableDeployment:
-    """Weighted random choice within the lowest `order` tier present."""
+    """Weighted random choice within the lowest `order` tier present; weight 0 takes no traffic."""
     if len(deployments) == 1:
         return deployments[0]
     tier = min(d.order for d in deployments)
     tiered = [d for d in deployments if d.order == tier]
     if len(tiered) == 1:
         return tiered[0]
-    return random.choices(tiered, weights=[d.weight for d in tiered], k=1)[0]
+    weights = [d.weight for d in tiered]
+    if not any(weights):
+        return random.choice(tiered)  # every deployment set to weight 0: share evenly rather than refuse
+    return random.choices(tiered, weights=weights, k=1)[0]
 
 
 def _pause_before_retry(error: ProviderError, attempt: int, retry_after_cap: float) -> float | None:

@@ -1,7 +1,7 @@
 """Reads of the registry."""
 from __future__ import annotations
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from models_registry.models import Deployment, RegistryState
 
@@ -11,4 +11,6 @@ def registry_version_get() -> int:
 
 
 def deployment_list_enabled() -> QuerySet[Deployment]:
-    return Deployment.objects.filter(enabled=True).order_by("model_name", "order", "created_at", "id")
+    # NULL `order` sorts last on every database (SQLite and PostgreSQL disagree by default).
+    return Deployment.objects.filter(enabled=True).order_by("model_name", F("order").asc(nulls_last=True),
+                                                            "created_at", "id")

@@ -24,13 +24,15 @@ from providers.registry import adapter_for
 logger = logging.getLogger("gatehouse.registry")
 
 TARGET_FIELDS = ("api_base", "api_key", "api_version", "organization")
+# Deployments without an `order` form the last tier: an operator who orders some deployments prefers them.
+UNORDERED_TIER = 2**31
 
 
 class DeploymentMisconfiguredError(ProviderError):
     """A deployment's credentials cannot be resolved; another deployment of the group may still work."""
 
     failover = True
-    status_code = 500
+    status_code = 503
     type = "api_error"
     code = "deployment_misconfigured"
 
@@ -68,7 +70,7 @@ class RoutableDeployment:
             return self.static_target
         try:
             values = {name: resolve_value(self.secrets.get(name, self.params.get(name))) for name in TARGET_FIELDS}
-            extra = {key: resolve_value(value) for key, value in _extra_params(self.params, self.secrets).items()}
+            extra = resolve_nested(_extra_params(self.params, self.secrets))
         except SecretUnavailableError as error:
             raise DeploymentMisconfiguredError(
                 f"Deployment '{self.id}' of '{self.model_name}' cannot be called: {error}."
@@ -107,7 +109,7 @@ def routable_from_row(row: Deployment) -> RoutableDeployment | None:
         return None
     params = dict(row.litellm_params)
     params.pop("model", None)
-    has_references = any(is_env_reference(value) for value in params.values())
+    has_references = _has_references(params)
     static_target = None
     if not has_references:
         values = {name: secrets.get(name, params.get(name)) for name in TARGET_FIELDS}
@@ -117,9 +119,9 @@ def routable_from_row(row: Deployment) -> RoutableDeployment | None:
     return RoutableDeployment(
         id=row.id, model_name=row.model_name, provider=row.provider, provider_model=row.provider_model,
         adapter=adapter, params=params, secrets=secrets, mode=row.mode,
-        weight=_positive(row.weight, row.rpm, row.tpm), rpm=row.rpm, tpm=row.tpm,
-        order=row.order if row.order is not None else 0,
-        timeout=_float_or_none(params.get("timeout")), stream_timeout=_float_or_none(params.get("stream_timeout")),
+        weight=row.weight if row.weight is not None else float(row.rpm or row.tpm or 1),
+        rpm=row.rpm, tpm=row.tpm, order=row.order if row.order is not None else UNORDERED_TIER,
+        timeout=_seconds(params.get("timeout"), row.id), stream_timeout=_seconds(params.get("stream_timeout"), row.id),
         created=int(row.created_at.timestamp()), static_target=static_target,
     )
 
@@ -179,15 +181,28 @@ def _extra_params(params: dict, secrets: dict) -> dict:
     return extra
 
 
-def _positive(*candidates) -> float:
-    for value in candidates:
-        if value:
-            return float(value)
-    return 1.0
+def resolve_nested(value):
+    """`os.environ/` references resolved wherever they sit, inside mappings and lists too (`extra_headers`)."""
+    if isinstance(value, dict):
+        return {key: resolve_nested(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [resolve_nested(item) for item in value]
+    return resolve_value(value)
 
 
-def _float_or_none(value) -> float | None:
+def _has_references(value) -> bool:
+    if isinstance(value, dict):
+        return any(_has_references(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_has_references(item) for item in value)
+    return is_env_reference(value)
+
+
+def _seconds(value, deployment_id: str) -> float | None:
+    """A timeout in seconds; an `os.environ/` reference is read when the snapshot is built."""
     try:
+        value = resolve_value(value)
         return float(value) if value is not None else None
-    except (TypeError, ValueError):
+    except (SecretUnavailableError, TypeError, ValueError):
+        logger.error("deployment %s: timeout %r is not a number of seconds; ignored", deployment_id, value)
         return None

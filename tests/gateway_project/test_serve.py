@@ -106,6 +106,19 @@ def test_a_config_without_a_master_key_stops_serve(tmp_path):
     assert not (tmp_path / "state").exists()
 
 
+def test_a_master_key_reference_to_an_unset_variable_stops_serve(tmp_path):
+    """Starting would only turn every request into a 503: refuse to start and say which variable is missing."""
+    config_path = _write(tmp_path, {"model_list": [MOCK_ENTRY],
+                                    "general_settings": {"master_key": "os.environ/GATEHOUSE_TEST_UNSET_KEY"}})
+
+    result = _serve(tmp_path, config_path)
+
+    assert result.returncode == 1
+    assert result.stderr == \
+        "CommandError: general_settings.master_key: environment variable GATEHOUSE_TEST_UNSET_KEY is not set\n"
+    assert not (tmp_path / "state").exists()
+
+
 def test_a_valid_config_serves_prints_the_banner_and_stops_on_sigterm(tmp_path):
     config = {"model_list": [MOCK_ENTRY, {"model_name": "embed", "litellm_params": {"model": "mock/embed"}}],
               "general_settings": {"master_key": MASTER_KEY}}

@@ -569,3 +569,39 @@ def test_file_that_is_not_utf8_is_reported(tmp_path):
         load_config(path)
 
     assert str(raised.value) == f"cannot read config file {path}: it is not UTF-8 text (invalid byte at offset 20)"
+
+
+def test_numeric_litellm_params_may_be_references_read_at_load(unset_environ, monkeypatch):
+    monkeypatch.setenv("GATEHOUSE_TEST_RPM", "120")
+    monkeypatch.setenv("GATEHOUSE_TEST_WEIGHT", "2.5")
+    [spec] = parse_config({"model_list": [{"model_name": "g", "litellm_params": {
+        "model": "mock/m", "rpm": "os.environ/GATEHOUSE_TEST_RPM", "weight": "os.environ/GATEHOUSE_TEST_WEIGHT",
+        "timeout": "os.environ/GATEHOUSE_TEST_RPM"}}]}).deployments
+
+    assert (spec.rpm, spec.weight) == (120, 2.5)
+    assert spec.litellm_params["timeout"] == "os.environ/GATEHOUSE_TEST_RPM"  # kept as written
+
+
+def test_a_numeric_reference_to_an_unset_or_non_numeric_variable_is_rejected(unset_environ, monkeypatch):
+    unset_environ("GATEHOUSE_TEST_UNSET")
+    monkeypatch.setenv("GATEHOUSE_TEST_WORD", "lots")
+    entry = {"model_name": "g", "litellm_params": {"model": "mock/m", "rpm": "os.environ/GATEHOUSE_TEST_UNSET"}}
+    with pytest.raises(ConfigError) as unset:
+        parse_config({"model_list": [entry]})
+    entry["litellm_params"]["rpm"] = "os.environ/GATEHOUSE_TEST_WORD"
+    with pytest.raises(ConfigError) as wrong:
+        parse_config({"model_list": [entry]})
+
+    assert str(unset.value) == ("model_list[0] (model_name 'g'): litellm_params.rpm: environment variable "
+                                "GATEHOUSE_TEST_UNSET is not set")
+    assert str(wrong.value) == ("model_list[0] (model_name 'g'): litellm_params.rpm must be a non-negative number, "
+                                "not 'lots'")
+
+
+def test_an_invalid_config_takes_its_environment_variables_back(unset_environ):
+    unset_environ("GATEHOUSE_TEST_ROLLBACK")
+    with pytest.raises(ConfigError):
+        parse_config({"environment_variables": {"GATEHOUSE_TEST_ROLLBACK": "set"},
+                      "model_list": [{"model_name": "g"}]})
+
+    assert "GATEHOUSE_TEST_ROLLBACK" not in os.environ

@@ -401,3 +401,29 @@ def test_the_router_timeout_from_the_config_applies(configure_gateway, fake_open
 
     assert 0.4 <= time.monotonic() - started < 2.0
     assert _prefixes(fake_openai) == ["a"]
+
+
+def test_weight_zero_takes_no_traffic_while_a_weighted_deployment_is_healthy(configure_gateway, fake_openai):
+    configure_gateway({"model_list": [openai_entry("g", fake_openai.url, "a", weight=1),
+                                      openai_entry("g", fake_openai.url, "b", weight=0)]})
+
+    assert {send_chat("g")[1].deployment.id for _ in range(50)} == {"a"}
+
+    fake_openai.reset()
+    fake_openai.fail_next(status=503, path_contains="/a/")
+    _, outcome = send_chat("g")
+    assert (outcome.deployment.id, outcome.attempts) == ("b", 2)  # still a failover target
+
+
+def test_deployments_without_an_order_come_after_ordered_ones_on_every_database(configure_gateway, fake_openai):
+    configure_gateway({"model_list": [openai_entry("g", fake_openai.url, "a"),
+                                      openai_entry("g", fake_openai.url, "b", order=1)]})
+
+    assert [deployment.id for deployment in current_snapshot().group("g")] == ["b", "a"]
+
+
+def test_an_ordered_deployment_is_preferred_to_one_without_an_order(configure_gateway, fake_openai):
+    configure_gateway({"model_list": [openai_entry("g", fake_openai.url, "a", weight=1000),
+                                      openai_entry("g", fake_openai.url, "b", order=3)]})
+
+    assert {send_chat("g")[1].deployment.id for _ in range(30)} == {"b"}

@@ -93,7 +93,7 @@ def test_an_unset_variable_is_a_clear_error_naming_it_and_nothing_reaches_upstre
     assert error.envelope() == {"error": {
         "message": "Deployment 'a' of 'g' cannot be called: environment variable GATEHOUSE_TEST_UNSET_KEY is not set.",
         "type": "api_error", "param": None, "code": "deployment_misconfigured"}}
-    assert error.status_code == 500
+    assert error.status_code == 503
     assert fake_openai.requests == []
 
 
@@ -106,7 +106,7 @@ def test_an_unset_variable_over_http_is_the_error_envelope(client, configure_gat
     response = client.post("/v1/chat/completions", data={"model": "g", "messages": [{"role": "user", "content": "x"}]},
                            content_type="application/json", **auth_headers)
 
-    assert response.status_code == 500
+    assert response.status_code == 503
     assert response["Content-Type"] == "application/json"
     assert orjson.loads(response.content) == {"error": {
         "message": "Deployment 'a' of 'g' cannot be called: environment variable GATEHOUSE_TEST_UNSET_KEY is not set.",
@@ -154,3 +154,19 @@ def test_literal_secrets_are_encrypted_at_rest_and_used_for_calls(configure_gate
     assert openai_request.headers["authorization"] == f"Bearer {plaintext}"
     assert azure_request.headers["authorization"] == f"Bearer {token}"
     assert "api-key" not in azure_request.headers
+
+
+def test_references_nested_in_extra_headers_are_read_per_call(configure_gateway, fake_openai, monkeypatch):
+    monkeypatch.setenv("GATEHOUSE_TEST_TENANT", "tenant-one")
+    entry = openai_entry("g", fake_openai.url, "a",
+                         extra_headers={"X-Tenant": "os.environ/GATEHOUSE_TEST_TENANT", "X-Fixed": "plain"})
+    configure_gateway({"model_list": [entry]})
+
+    send_chat("g")
+    monkeypatch.setenv("GATEHOUSE_TEST_TENANT", "tenant-two")
+    send_chat("g")
+
+    assert [(r.headers["x-tenant"], r.headers["x-fixed"]) for r in fake_openai.requests] == [
+        ("tenant-one", "plain"), ("tenant-two", "plain")]
+    assert Deployment.objects.get(id="a").litellm_params["extra_headers"] == {
+        "X-Tenant": "os.environ/GATEHOUSE_TEST_TENANT", "X-Fixed": "plain"}

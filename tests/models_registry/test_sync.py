@@ -237,4 +237,4 @@ def test_snapshot_holds_enabled_rows_of_every_source_with_their_routing_values(s
         ("cfg", "gpt-4o", "openai", "gpt-4o", "https://cfg.example/v1", "sk-cfg", "v9", "org-9")
     assert target.params["extra_headers"] == {"X-Team": "t"}
     api_deployment = snapshot.by_id["api-enabled"]
-    assert (api_deployment.weight, api_deployment.order, api_deployment.target().api_key) == (40.0, 0, "sk-api")
+    assert (api_deployment.weight, api_deployment.order, api_deployment.target().api_key) == (40.0, 2**31, "sk-api")

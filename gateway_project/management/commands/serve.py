@@ -18,7 +18,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from models_registry.config import ConfigError, GatewayConfig, load_config
-from models_registry.secrets import is_env_reference, mask
+from models_registry.secrets import SecretUnavailableError, is_env_reference, mask, resolve_value
 from models_registry.services import deployments_sync_from_config
 
 GUNICORN_CONFIG = Path(__file__).resolve().parents[2] / "gunicorn.conf.py"
@@ -43,6 +43,11 @@ class Command(BaseCommand):
             raise CommandError("--workers must be at least 1")
         if not (settings.GATEWAY_MASTER_KEY or config.master_key):
             raise CommandError("no master key: set general_settings.master_key in the config or GATEWAY_MASTER_KEY")
+        if not settings.GATEWAY_MASTER_KEY and is_env_reference(config.master_key):
+            try:
+                resolve_value(config.master_key)
+            except SecretUnavailableError as error:
+                raise CommandError(f"general_settings.master_key: {error}") from error
         settings.STATE_DIR.mkdir(parents=True, exist_ok=True)
         call_command("migrate", interactive=False, verbosity=0)
         counts = deployments_sync_from_config(specs=config.deployments)
