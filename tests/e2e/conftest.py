@@ -3,8 +3,7 @@ three loopback OpenAI/Azure fakes. Tests drive it with the official OpenAI SDK (
 raw HTTP) and assert what the fakes received."""
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 from openai import OpenAI
@@ -141,11 +140,3 @@ def client_at(base_url) -> Iterator[OpenAI]:
         yield sdk
 
 
-def wait_until(condition: Callable[[], bool], *, seconds: float = 5.0, interval: float = 0.02) -> bool:
-    """Poll `condition` until it holds or `seconds` pass; returns whether it held."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(interval)
-    return condition()

@@ -13,6 +13,7 @@ from openai.types.chat import ChatCompletion, ChatCompletionChunk
 from providers.mock import deterministic_vector
 from tests.e2e.conftest import AZURE_API_VERSION, AZURE_UPSTREAM_KEY, MODEL_GROUPS, OPENAI_UPSTREAM_KEY
 from tests.e2e.helpers import only_request
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -138,7 +139,7 @@ def test_chat_stream_on_an_openai_upstream(client_at, fake_a):
     assert chunks[-1].choices[0].finish_reason == "stop"
     received = only_request(fake_a)
     assert received.body == {"model": "gpt-4o-mini", "messages": USER, "stream": True}
-    assert fake_a.completed_streams == 1
+    assert wait_until(lambda: fake_a.completed_streams == 1, seconds=5)
 
 
 def test_chat_stream_on_a_text_completion_model_becomes_chat_chunks(client_at, fake_a):

@@ -12,8 +12,9 @@ import requests
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionChunk
 
-from tests.e2e.conftest import STREAM_CHUNK_INTERVAL_MS, STREAM_CHUNKS, wait_until
+from tests.e2e.conftest import STREAM_CHUNK_INTERVAL_MS, STREAM_CHUNKS
 from tests.e2e.helpers import AUTH, only_request, post_json, sse_frames
+from tests.support.polling import wait_until
 from tests.support.server import MASTER_KEY
 
 pytestmark = pytest.mark.e2e

@@ -61,16 +61,6 @@ def parsed_chunks(stream: UpstreamStream) -> list[dict]:
     return [orjson.loads(chunk) for chunk in drain(stream)]
 
 
-def wait_until(condition, timeout: float = 3.0) -> bool:
-    """Poll `condition` until it holds or `timeout` passes; returns its last value."""
-    ends = time.monotonic() + timeout
-    while time.monotonic() < ends:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return bool(condition())
-
-
 class ScriptedServer:
     """A loopback TCP server that answers every connection with `head` then `pieces`, one send each.
 

@@ -26,8 +26,8 @@ from tests.providers.helpers import (
     parsed_chunks,
     target_for,
     transport_headers,
-    wait_until,
 )
+from tests.support.polling import wait_until
 
 FAKE_USAGE = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
 FAKE_CREATED = 1700000000
@@ -172,7 +172,7 @@ def test_chat_stream_yields_each_chunks_json_payload_without_framing_and_stops_a
                              "stream": True, "stream_options": {"include_usage": True}}
     completion_id = orjson.loads(chunks[0])["id"]
     assert chunks == [fake_bytes(chunk) for chunk in fake_chat_chunks(completion_id, "gpt-4o-mini", 3, usage=True)]
-    assert fake_openai.completed_streams == 1
+    assert wait_until(lambda: fake_openai.completed_streams == 1)
 
 
 def test_chat_stream_decodes_a_gzip_compressed_event_stream(fake_openai, openai, deadline):

@@ -6,6 +6,7 @@ import pytest
 from providers.openai import TextCompletionOpenAIProvider
 from providers.registry import adapter_for
 from tests.providers.helpers import UPSTREAM_KEY, only_request, parsed_chunks, target_for, transport_headers
+from tests.support.polling import wait_until
 
 MODEL = "gpt-3.5-turbo-instruct"
 CHAT_BODY = {
@@ -85,7 +86,7 @@ def test_chat_stream_becomes_chat_completion_chunks_with_the_role_in_the_first_d
         {**base, "choices": [{"index": 0, "delta": {"content": "tok2 "}, "finish_reason": None, "logprobs": None}]},
         {**base, "choices": [{"index": 0, "delta": {"content": ""}, "finish_reason": "stop", "logprobs": None}]},
     ]
-    assert fake_openai.completed_streams == 1
+    assert wait_until(lambda: fake_openai.completed_streams == 1)
 
 
 def test_plain_completions_are_relayed_as_text_completions(fake_openai, text_completion, deadline):
