@@ -13,10 +13,12 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 import orjson
 import requests
 from requests.adapters import HTTPAdapter
+from requests.structures import CaseInsensitiveDict
 
 from providers.errors import (
     ProviderError,
@@ -34,6 +36,8 @@ logger = logging.getLogger("gatehouse.upstream")
 CONNECT_TIMEOUT_SECONDS = 10.0
 READ_CHUNK_BYTES = 65536
 POOL_SIZE = int(os.environ.get("GATEWAY_UPSTREAM_POOL_SIZE", "5000"))
+# What a `requests.Session` would add to every call (user agent, gzip, keep-alive).
+DEFAULT_HEADERS = dict(requests.utils.default_headers())
 
 _session: requests.Session | None = None
 _session_pid: int | None = None
@@ -93,19 +97,14 @@ def send(
     if remaining <= 0:
         deadline.check()
     read_timeout = min(first_byte_timeout or remaining, remaining)
+    timeout = (min(CONNECT_TIMEOUT_SECONDS, remaining), read_timeout)
     started = time.monotonic()
     try:
-        response = session().request(
-            method,
-            url,
-            data=body if body is not None else data,
-            files=files,
-            headers=headers,
-            params=params,
-            timeout=(min(CONNECT_TIMEOUT_SECONDS, remaining), read_timeout),
-            stream=True,
-            allow_redirects=False,
-        )
+        if files is None and data is None:
+            response = _send_prepared(method, url, headers, body, params, timeout)
+        else:  # multipart uploads: rare, so requests' own encoding is worth its cost
+            response = session().request(method, url, data=data, files=files, headers=headers, params=params,
+                                         timeout=timeout, stream=True, allow_redirects=False)
     except requests.exceptions.ConnectTimeout as error:
         raise UpstreamConnectionError(f"Could not connect to the upstream provider in time: {_host(url)}") from error
     except requests.exceptions.ReadTimeout as error:
@@ -132,6 +131,29 @@ def send(
             response.close()
         raise error_for_status(response.status_code, payload, response.headers)
     return response
+
+
+def _send_prepared(method: str, url: str, headers: dict[str, str], body: bytes | None,
+                   params: dict[str, str] | None, timeout: tuple[float, float]) -> requests.Response:
+    """Hand a request we built ourselves straight to the pooled adapter.
+
+    `Session.request` spends about a quarter of a proxied call's CPU merging settings, cookies and
+    hooks we never use and re-parsing a URL we built; the adapter does the real work (pooled
+    connection, timeouts, response object) either way. Redirects are never followed on this path.
+    """
+    prepared = requests.PreparedRequest()
+    prepared.method = method
+    prepared.url = f"{url}?{urlencode(params)}" if params else url
+    prepared.headers = CaseInsensitiveDict(DEFAULT_HEADERS)
+    prepared.headers.update(headers)
+    prepared.body = body
+    prepared.headers["Content-Length"] = str(len(body)) if body is not None else "0"
+    prepared.hooks = {"response": []}
+    return _adapter(prepared.url).send(prepared, stream=True, timeout=timeout)
+
+
+def _adapter(url: str) -> HTTPAdapter:
+    return session().get_adapter(url)
 
 
 def read_all(response: requests.Response, deadline: Deadline, idle_timeout: float | None = None) -> bytes:

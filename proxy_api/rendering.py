@@ -8,6 +8,7 @@ from __future__ import annotations
 import orjson
 from django.http import HttpResponse
 from rest_framework.exceptions import ParseError
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.parsers import BaseParser
 from rest_framework.renderers import BaseRenderer
 
@@ -53,3 +54,18 @@ def json_response(
         for name, value in headers.items():
             response[name] = value
     return response
+
+
+class GatewayContentNegotiation(DefaultContentNegotiation):
+    """DRF's negotiation, minus its cost in the common case.
+
+    SDKs send `Accept: application/json` (or nothing): answer with the view's first renderer at once
+    instead of parsing the header into media types on every request.
+    """
+
+    FIRST_RENDERER_ACCEPTS = frozenset({"", "*/*", "application/json"})
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        if request.META.get("HTTP_ACCEPT", "") in self.FIRST_RENDERER_ACCEPTS and format_suffix is None:
+            return renderers[0], renderers[0].media_type
+        return super().select_renderer(request, renderers, format_suffix)

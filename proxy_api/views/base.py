@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework.views import APIView
 
-from proxy_api.rendering import EventStreamRenderer, OrjsonRenderer
+from proxy_api.rendering import EventStreamRenderer, GatewayContentNegotiation, OrjsonRenderer
 
 
 class GatewayView(APIView):
@@ -12,6 +12,7 @@ class GatewayView(APIView):
     permission_classes: list = []
     parser_classes: list = []
     renderer_classes = [OrjsonRenderer]
+    content_negotiation_class = GatewayContentNegotiation
 
 
 class StreamingGatewayView(GatewayView):
