@@ -29,6 +29,10 @@ run: $(VENV)/.runtime-installed
 test: $(VENV)/.dev-installed
 	SECRET_KEY=$${SECRET_KEY:-gatehouse-test-secret} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# BENCH_ARGS: e.g. --quick (a ~2 min smoke run), --profile (py-spy, installed on demand), --scenarios ab
+bench: $(VENV)/.dev-installed
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
 lint: $(VENV)/.dev-installed
 	$(BIN)/ruff check .
 

@@ -7,7 +7,9 @@ one final `data: {"error": ...}` event.
 """
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -29,8 +31,30 @@ _METHOD_FOR = {"chat": ("chat", "chat_stream"), "completions": ("completion", "c
                "embeddings": ("embedding", None), "moderations": ("moderation", None)}
 
 
+class _RequestIds:
+    """Unique request ids without a system call each: a random per-process prefix and a counter.
+
+    The prefix is drawn again after a fork, so gunicorn workers never share a sequence.
+    """
+
+    def __init__(self) -> None:
+        self.pid = 0
+        self.prefix = ""
+        self.counter = itertools.count()
+
+    def next(self) -> str:
+        if self.pid != os.getpid():
+            self.pid = os.getpid()
+            self.prefix = secrets.token_hex(8)
+            self.counter = itertools.count()
+        return f"req_{self.prefix}{next(self.counter):08x}"
+
+
+_request_ids = _RequestIds()
+
+
 def new_request_id() -> str:
-    return f"req_{secrets.token_hex(12)}"
+    return _request_ids.next()
 
 
 def respond(*, operation: str, model: str, body: dict, options: dict) -> HttpResponse:
