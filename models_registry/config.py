@@ -231,6 +231,10 @@ def _parse_router(settings: dict, litellm: dict) -> RouterSettings:
         raise ConfigError(
             f"router_settings.routing_strategy '{strategy}' is not one of {', '.join(RoutingStrategy.values)}"
         )
+    if strategy != RoutingStrategy.SIMPLE_SHUFFLE:
+        # Said out loud rather than silently: the other strategies arrive with the production router.
+        logger.warning("config: router_settings.routing_strategy %s is accepted, but this version routes by "
+                       "weighted random choice (simple-shuffle)", strategy)
     num_retries = settings.get("num_retries", litellm.get("num_retries", defaults.num_retries))
     timeout = settings.get("timeout", litellm.get("request_timeout", defaults.timeout))
     # Name the key the operator actually wrote: litellm_settings supplies these when router_settings does not.

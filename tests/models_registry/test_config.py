@@ -605,3 +605,13 @@ def test_an_invalid_config_takes_its_environment_variables_back(unset_environ):
                       "model_list": [{"model_name": "g"}]})
 
     assert "GATEHOUSE_TEST_ROLLBACK" not in os.environ
+
+
+def test_a_strategy_not_yet_implemented_is_accepted_with_a_warning(caplog):
+    caplog.set_level(logging.WARNING, logger="gatehouse.config")
+    config = parse_config({"router_settings": {"routing_strategy": "least-busy"}})
+
+    assert config.router.routing_strategy == "least-busy"
+    assert [record.getMessage() for record in caplog.records] == [
+        "config: router_settings.routing_strategy least-busy is accepted, but this version routes by weighted "
+        "random choice (simple-shuffle)"]
