@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
+@dataclass(frozen=True)
 class Route:
     """An upstream behaviour; it becomes one model group on the gateway and one URL prefix on the fake."""
 
