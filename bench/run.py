@@ -39,6 +39,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 
 import procstat  # noqa: E402
+import profile_summary  # noqa: E402
 import report  # noqa: E402
 from processes import (  # noqa: E402
     Processes,
@@ -256,7 +257,7 @@ class Bench:
             saved = RESULTS_DIR / f"{self.run_id}-profile-{len(profiles) + 1}.txt"
             shutil.copyfile(output, saved)
             profiles.append({"label": label, "path": str(saved.relative_to(REPO_ROOT)),
-                             **profiles.summarise_profile(output.read_text())})
+                             **profile_summary.summarise_profile(output.read_text())})
             self.settle()
         return profiles
 
