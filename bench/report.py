@@ -117,31 +117,36 @@ def _targets_in(records: list[dict]) -> list[str]:
     return [name for name in order if name in seen]
 
 
-def _request_table(scenario, records: list[dict]) -> list[str]:
-    header = ["target", "c", "req/s", "p50 ms", "p99 ms", "p50 added", "p99 added", "vs direct (p50, req/s)",
-              "server CPU us/req", "worker RSS MB", "failures", "other load on gateway core"]
-    rows = []
+def _measured_rows(scenario, records: list[dict]):
+    """(concurrency, target, its records, the direct records) for every measured cell of a scenario's table."""
     for concurrency in scenario.concurrencies:
         direct = _select(records, scenario.key, "direct", concurrency)
         for target in _targets_in(records):
             chosen = _select(records, scenario.key, target, concurrency)
-            if not chosen:
-                continue
-            is_direct = target == "direct"
-            p50, p99 = _median(chosen, "latency_ms.p50"), _median(chosen, "latency_ms.p99")
-            base50, base99 = _median(direct, "latency_ms.p50"), _median(direct, "latency_ms.p99")
-            rps, base_rps = _median(chosen, "requests_per_s"), _median(direct, "requests_per_s")
-            rows.append([
-                target, str(concurrency), cell(spread(chosen, "requests_per_s"), 0),
-                cell(spread(chosen, "latency_ms.p50"), 3), cell(spread(chosen, "latency_ms.p99"), 3),
-                "" if is_direct else _signed(None if p50 is None or base50 is None else p50 - base50, 3),
-                "" if is_direct else _signed(None if p99 is None or base99 is None else p99 - base99, 3),
-                "" if is_direct else f"{_ratio(p50, base50)}, {_ratio(rps, base_rps)}",
-                cell(spread(chosen, "fake_cpu_us_per_request" if is_direct else "server_cpu_us_per_request"), 0)
-                + (" (fake)" if is_direct else ""),
-                "" if is_direct else cell(spread(chosen, "worker_rss_peak_mb"), 0),
-                _failures_text(chosen), _noise(chosen),
-            ])
+            if chosen:
+                yield concurrency, target, chosen, direct
+
+
+def _request_table(scenario, records: list[dict]) -> list[str]:
+    header = ["target", "c", "req/s", "p50 ms", "p99 ms", "p50 added", "p99 added", "vs direct (p50, req/s)",
+              "server CPU us/req", "worker RSS MB", "failures", "other load on gateway core"]
+    rows = []
+    for concurrency, target, chosen, direct in _measured_rows(scenario, records):
+        is_direct = target == "direct"
+        p50, p99 = _median(chosen, "latency_ms.p50"), _median(chosen, "latency_ms.p99")
+        base50, base99 = _median(direct, "latency_ms.p50"), _median(direct, "latency_ms.p99")
+        rps, base_rps = _median(chosen, "requests_per_s"), _median(direct, "requests_per_s")
+        rows.append([
+            target, str(concurrency), cell(spread(chosen, "requests_per_s"), 0),
+            cell(spread(chosen, "latency_ms.p50"), 3), cell(spread(chosen, "latency_ms.p99"), 3),
+            "" if is_direct else _signed(None if p50 is None or base50 is None else p50 - base50, 3),
+            "" if is_direct else _signed(None if p99 is None or base99 is None else p99 - base99, 3),
+            "" if is_direct else f"{_ratio(p50, base50)}, {_ratio(rps, base_rps)}",
+            cell(spread(chosen, "fake_cpu_us_per_request" if is_direct else "server_cpu_us_per_request"), 0)
+            + (" (fake)" if is_direct else ""),
+            "" if is_direct else cell(spread(chosen, "worker_rss_peak_mb"), 0),
+            _failures_text(chosen), _noise(chosen),
+        ])
     return _table(header, rows)
 
 
@@ -149,23 +154,18 @@ def _closed_loop_table(scenario, records: list[dict]) -> list[str]:
     header = ["target", "c", "completed", "req/s", "p50 ms", "p99 ms", "max ms", "p99 vs direct",
               "server CPU us/req", "worker RSS MB", "failures", "other load on gateway core"]
     rows = []
-    for concurrency in scenario.concurrencies:
-        direct = _select(records, scenario.key, "direct", concurrency)
-        for target in _targets_in(records):
-            chosen = _select(records, scenario.key, target, concurrency)
-            if not chosen:
-                continue
-            is_direct = target == "direct"
-            rows.append([
-                target, str(concurrency), cell(spread(chosen, "completion_rate"), 2, 100.0) + " %",
-                cell(spread(chosen, "requests_per_s"), 0), cell(spread(chosen, "latency_ms.p50"), 1),
-                cell(spread(chosen, "latency_ms.p99"), 1), cell(spread(chosen, "latency_ms.max"), 1),
-                "" if is_direct else _signed(_difference(chosen, direct, "latency_ms.p99"), 1) + " ms",
-                cell(spread(chosen, "fake_cpu_us_per_request" if is_direct else "server_cpu_us_per_request"), 0)
-                + (" (fake)" if is_direct else ""),
-                "" if is_direct else cell(spread(chosen, "worker_rss_peak_mb"), 0),
-                _failures_text(chosen), _noise(chosen),
-            ])
+    for concurrency, target, chosen, direct in _measured_rows(scenario, records):
+        is_direct = target == "direct"
+        rows.append([
+            target, str(concurrency), cell(spread(chosen, "completion_rate"), 2, 100.0) + " %",
+            cell(spread(chosen, "requests_per_s"), 0), cell(spread(chosen, "latency_ms.p50"), 1),
+            cell(spread(chosen, "latency_ms.p99"), 1), cell(spread(chosen, "latency_ms.max"), 1),
+            "" if is_direct else _signed(_difference(chosen, direct, "latency_ms.p99"), 1) + " ms",
+            cell(spread(chosen, "fake_cpu_us_per_request" if is_direct else "server_cpu_us_per_request"), 0)
+            + (" (fake)" if is_direct else ""),
+            "" if is_direct else cell(spread(chosen, "worker_rss_peak_mb"), 0),
+            _failures_text(chosen), _noise(chosen),
+        ])
     return _table(header, rows)
 
 
@@ -174,26 +174,21 @@ def _stream_table(scenario, records: list[dict]) -> list[str]:
               "first token p50 added", "last byte p50 ms", "last byte p99 ms", "server CPU us/stream",
               "worker RSS MB", "failures", "other load on gateway core"]
     rows = []
-    for concurrency in scenario.concurrencies:
-        direct = _select(records, scenario.key, "direct", concurrency)
-        for target in _targets_in(records):
-            chosen = _select(records, scenario.key, target, concurrency)
-            if not chosen:
-                continue
-            is_direct = target == "direct"
-            rows.append([
-                target, str(concurrency), cell(spread(chosen, "completion_rate"), 2, 100.0) + " %",
-                cell(spread(chosen, "time_to_headers_ms.p50"), 1),
-                cell(spread(chosen, "time_to_first_token_ms.p50"), 1),
-                cell(spread(chosen, "time_to_first_token_ms.p99"), 1),
-                "" if is_direct else _signed(_difference(chosen, direct, "time_to_first_token_ms.p50"), 1) + " ms",
-                cell(spread(chosen, "time_to_last_byte_ms.p50"), 0),
-                cell(spread(chosen, "time_to_last_byte_ms.p99"), 0),
-                cell(spread(chosen, "fake_cpu_us_per_request" if is_direct else "server_cpu_us_per_request"), 0)
-                + (" (fake)" if is_direct else ""),
-                "" if is_direct else cell(spread(chosen, "worker_rss_peak_mb"), 0),
-                _failures_text(chosen), _noise(chosen),
-            ])
+    for concurrency, target, chosen, direct in _measured_rows(scenario, records):
+        is_direct = target == "direct"
+        rows.append([
+            target, str(concurrency), cell(spread(chosen, "completion_rate"), 2, 100.0) + " %",
+            cell(spread(chosen, "time_to_headers_ms.p50"), 1),
+            cell(spread(chosen, "time_to_first_token_ms.p50"), 1),
+            cell(spread(chosen, "time_to_first_token_ms.p99"), 1),
+            "" if is_direct else _signed(_difference(chosen, direct, "time_to_first_token_ms.p50"), 1) + " ms",
+            cell(spread(chosen, "time_to_last_byte_ms.p50"), 0),
+            cell(spread(chosen, "time_to_last_byte_ms.p99"), 0),
+            cell(spread(chosen, "fake_cpu_us_per_request" if is_direct else "server_cpu_us_per_request"), 0)
+            + (" (fake)" if is_direct else ""),
+            "" if is_direct else cell(spread(chosen, "worker_rss_peak_mb"), 0),
+            _failures_text(chosen), _noise(chosen),
+        ])
     return _table(header, rows)
 
 
