@@ -66,7 +66,7 @@ def deployments_sync_from_config(*, specs: list[DeploymentSpec]) -> dict[str, in
                 updated += 1
         removed = Deployment.objects.filter(id__in=list(existing)).delete()[0] if existing else 0
         registry_version_bump()
-    logger.info("config synced: %d added, %d updated, %d removed", added, updated, removed)
+    logger.debug("config synced: %d added, %d updated, %d removed", added, updated, removed)
     return {"added": added, "updated": updated, "removed": removed}
 
 
