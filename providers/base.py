@@ -71,11 +71,6 @@ class UpstreamResponse:
             self._parsed = orjson.loads(self.body)
         return self._parsed
 
-    @property
-    def usage(self) -> dict | None:
-        usage = self.parsed.get("usage") if isinstance(self.parsed, dict) else None
-        return usage if isinstance(usage, dict) else None
-
 
 class UpstreamStream:
     """An opened upstream stream: its status is already known to be good, its events not yet read.

@@ -84,8 +84,6 @@ def send(
     body: bytes | None = None,
     params: dict[str, str] | None = None,
     first_byte_timeout: float | None = None,
-    files: dict | None = None,
-    data: dict | None = None,
 ) -> requests.Response:
     """Send one request and return the open response once its status is known (body not yet read).
 
@@ -100,11 +98,7 @@ def send(
     timeout = (min(CONNECT_TIMEOUT_SECONDS, remaining), read_timeout)
     started = time.monotonic()
     try:
-        if files is None and data is None:
-            response = _send_prepared(method, url, headers, body, params, timeout)
-        else:  # multipart uploads: rare, so requests' own encoding is worth its cost
-            response = session().request(method, url, data=data, files=files, headers=headers, params=params,
-                                         timeout=timeout, stream=True, allow_redirects=False)
+        response = _send_prepared(method, url, headers, body, params, timeout)
     except requests.exceptions.ConnectTimeout as error:
         raise UpstreamConnectionError(f"Could not connect to the upstream provider in time: {_host(url)}") from error
     except requests.exceptions.ReadTimeout as error:

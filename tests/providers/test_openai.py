@@ -95,7 +95,7 @@ def test_chat_replaces_the_model_strips_gateway_fields_and_passes_everything_els
     expected = fake_chat_completion(completion_id, "gpt-4o-2024-08-06", "Hello from the fake provider.")
     assert result.parsed == expected
     assert result.body == fake_bytes(expected)  # relayed byte for byte, not re-encoded
-    assert result.usage == FAKE_USAGE
+    assert result.parsed["usage"] == FAKE_USAGE
 
 
 def test_chat_does_not_mutate_the_clients_body(fake_openai, openai, deadline):
