@@ -77,6 +77,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "gateway_project",
     "models_registry",
+    "keys",
     "proxy_api",
 ]
 

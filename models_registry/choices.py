@@ -25,3 +25,10 @@ class RoutingStrategy(models.TextChoices):
     LEAST_BUSY = "least-busy", "Fewest in flight"
     LATENCY_BASED = "latency-based-routing", "Lowest latency"
     USAGE_BASED = "usage-based-routing", "Lowest usage"
+
+
+class VersionScope(models.IntegerChoices):
+    """Rows of `RegistryState`: each scope has its own version, all read together in one query."""
+
+    REGISTRY = 1, "Deployments"
+    KEYS = 2, "Keys and teams"

@@ -44,6 +44,9 @@ class RouteOutcome:
     attempts: int
     fallbacks_used: int
 
+    def finish(self, *, total_tokens: int = 0) -> None:
+        """The call is over (a stream's last byte, or the answer): release what routing holds for it."""
+
 
 def model_not_found(model: str) -> ModelNotFoundError:
     return ModelNotFoundError(f"The model `{model}` does not exist or you do not have access to it.", param="model")

@@ -6,7 +6,7 @@ import logging
 from django.db import transaction
 from django.db.models import F
 
-from models_registry.choices import DeploymentSource
+from models_registry.choices import DeploymentSource, VersionScope
 from models_registry.config import DeploymentSpec
 from models_registry.models import Deployment, RegistryState
 from models_registry.secrets import SecretUnavailableError, decrypt_secrets, encrypt_secrets, split_secrets
@@ -14,12 +14,19 @@ from models_registry.secrets import SecretUnavailableError, decrypt_secrets, enc
 logger = logging.getLogger("gatehouse.registry")
 
 
-def registry_version_bump() -> int:
-    """Move the version every worker watches; call inside the transaction that changed deployments."""
-    updated = RegistryState.objects.filter(id=1).update(version=F("version") + 1)
+def version_bump(*, scope: int) -> int:
+    """Move the version of `scope` every worker watches; call inside the transaction that made the change."""
+    updated = RegistryState.objects.filter(id=scope).update(version=F("version") + 1)
     if not updated:
-        RegistryState.objects.get_or_create(id=1, defaults={"version": 1})
-    return RegistryState.objects.values_list("version", flat=True).get(id=1)
+        _, created = RegistryState.objects.get_or_create(id=scope, defaults={"version": 1})
+        if not created:  # another transaction created it between our update and get_or_create
+            RegistryState.objects.filter(id=scope).update(version=F("version") + 1)
+    return RegistryState.objects.values_list("version", flat=True).get(id=scope)
+
+
+def registry_version_bump() -> int:
+    """Move the deployments' version; call inside the transaction that changed deployments."""
+    return version_bump(scope=VersionScope.REGISTRY)
 
 
 def _deployment_fields(spec: DeploymentSpec, source: str) -> dict:

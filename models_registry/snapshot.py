@@ -7,16 +7,17 @@ moved, the snapshot is rebuilt from the enabled deployments.
 from __future__ import annotations
 
 import logging
-import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from django.conf import settings
 from django.db import DatabaseError
 
+from models_registry.choices import VersionScope
+from models_registry.costs import FREE, ModelPrices, prices_for
 from models_registry.models import Deployment
 from models_registry.secrets import SecretUnavailableError, decrypt_secrets, is_env_reference, resolve_value
-from models_registry.selectors import deployment_list_enabled, registry_version_get
+from models_registry.selectors import deployment_list_enabled
+from models_registry.versions import current_version, forget_versions
 from providers.base import DeploymentTarget, Provider
 from providers.errors import GatewayError, ProviderError
 from providers.registry import adapter_for
@@ -63,6 +64,8 @@ class RoutableDeployment:
     stream_timeout: float | None
     created: int
     static_target: DeploymentTarget | None
+    model_info: dict[str, Any] = field(default_factory=dict)
+    prices: ModelPrices = FREE
 
     def target(self) -> DeploymentTarget:
         """Credentials for one call. `os.environ/` references are read now, so rotation needs no restart."""
@@ -123,6 +126,7 @@ def routable_from_row(row: Deployment) -> RoutableDeployment | None:
         rpm=row.rpm, tpm=row.tpm, order=row.order if row.order is not None else UNORDERED_TIER,
         timeout=_seconds(params.get("timeout"), row.id), stream_timeout=_seconds(params.get("stream_timeout"), row.id),
         created=int(row.created_at.timestamp()), static_target=static_target,
+        model_info=dict(row.model_info), prices=prices_for(row.provider, row.provider_model, row.model_info),
     )
 
 
@@ -141,7 +145,6 @@ def build_snapshot(version: int) -> RegistrySnapshot:
 
 class _SnapshotHolder:
     snapshot: RegistrySnapshot | None = None
-    checked_at: float = 0.0
 
 
 _holder = _SnapshotHolder()
@@ -149,13 +152,9 @@ _holder = _SnapshotHolder()
 
 def current_snapshot() -> RegistrySnapshot:
     """This worker's snapshot, refreshed if the registry version moved since the last check."""
-    now = time.monotonic()
     snapshot = _holder.snapshot
-    if snapshot is not None and now - _holder.checked_at < settings.GATEWAY_REGISTRY_CHECK_SECONDS:
-        return snapshot
-    _holder.checked_at = now
     try:
-        version = registry_version_get()
+        version = current_version(VersionScope.REGISTRY)
         if snapshot is None or version != snapshot.version:
             snapshot = build_snapshot(version)
             _holder.snapshot = snapshot
@@ -171,7 +170,7 @@ def current_snapshot() -> RegistrySnapshot:
 def forget_snapshot() -> None:
     """Drop the cached snapshot so the next request rebuilds it (tests, after direct writes)."""
     _holder.snapshot = None
-    _holder.checked_at = 0.0
+    forget_versions()
 
 
 def _extra_params(params: dict, secrets: dict) -> dict:

@@ -6,26 +6,17 @@ sent upstream. (Virtual keys arrive with their own issue; today the master key i
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
 
 from django.conf import settings
 from django.http import HttpRequest
 
+from keys.principal import MASTER, Caller
 from models_registry.runtime import gateway_config
 from models_registry.secrets import SecretUnavailableError, resolve_value
 from providers.errors import AuthenticationError, GatewayError
 
 KEY_HEADERS = ("HTTP_X_API_KEY", "HTTP_API_KEY")
 
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    """The authenticated principal of one request."""
-
-    is_master: bool
-
-
-MASTER = Caller(is_master=True)
 
 
 def presented_key(request: HttpRequest) -> str | None:

@@ -18,6 +18,8 @@ import orjson
 from django.db import connections
 from django.http import HttpResponse, StreamingHttpResponse
 
+from keys.access import Admission, admit
+from keys.principal import Caller
 from models_registry.router import RouteOutcome, route
 from providers.base import UpstreamResponse, UpstreamStream
 from providers.errors import GatewayError
@@ -57,25 +59,31 @@ def new_request_id() -> str:
     return _request_ids.next()
 
 
-def respond(*, operation: str, model: str, body: dict, options: dict) -> HttpResponse:
+def respond(*, caller: Caller, operation: str, model: str, body: dict, options: dict) -> HttpResponse:
     """A plain (non-streamed) call: route it, return the provider's answer with routing headers."""
     request_id = new_request_id()
     started = time.monotonic()
     method_name = _METHOD_FOR[operation][0]
+    admission = admit(caller=caller, model=model, operation=operation)
 
     def call(deployment, target, deadline, first_chunk_timeout) -> UpstreamResponse:
         return getattr(deployment.adapter, method_name)(target, body, deadline)
 
-    result, outcome = route(model_group=model, operation=operation, call=call, **options)
+    try:
+        result, outcome = route(model_group=admission.model_group, operation=operation, call=call, **options)
+    finally:
+        admission.release()
     _log_access(request_id, operation, outcome, started, body, streamed=False)
     return json_response(result.body, headers=route_headers(request_id, outcome))
 
 
-def respond_streaming(*, operation: str, model: str, body: dict, options: dict) -> StreamingHttpResponse:
+def respond_streaming(*, caller: Caller, operation: str, model: str, body: dict,
+                      options: dict) -> StreamingHttpResponse:
     """A streamed call: route until a deployment has produced its first chunk, then relay the rest."""
     request_id = new_request_id()
     started = time.monotonic()
     method_name = _METHOD_FOR[operation][1]
+    admission = admit(caller=caller, model=model, operation=operation)
 
     def call(deployment, target, deadline, first_chunk_timeout) -> tuple[UpstreamStream, bytes | None]:
         stream = getattr(deployment.adapter, method_name)(target, body, deadline, first_chunk_timeout)
@@ -86,10 +94,15 @@ def respond_streaming(*, operation: str, model: str, body: dict, options: dict) 
             raise
         return stream, first
 
-    (stream, first), outcome = route(model_group=model, operation=operation, call=call, **options)
+    try:
+        (stream, first), outcome = route(model_group=admission.model_group, operation=operation, call=call,
+                                         **options)
+    except BaseException:
+        admission.release()
+        raise
     # A database connection opened while routing would otherwise stay checked out for the whole stream.
     connections.close_all()
-    frames = _frames(stream, first, request_id, operation, outcome, started, body)
+    frames = _frames(stream, first, request_id, operation, outcome, started, body, admission)
     response = StreamingHttpResponse(frames, content_type="text/event-stream")
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
@@ -109,7 +122,7 @@ def route_headers(request_id: str, outcome: RouteOutcome) -> dict[str, str]:
 
 
 def _frames(stream: UpstreamStream, first: bytes | None, request_id: str, operation: str, outcome: RouteOutcome,
-            started: float, body: dict) -> Iterator[bytes]:
+            started: float, body: dict, admission: Admission) -> Iterator[bytes]:
     status = "ok"
     try:
         if first is not None:
@@ -131,6 +144,7 @@ def _frames(stream: UpstreamStream, first: bytes | None, request_id: str, operat
         yield b"data: " + orjson.dumps(failure.envelope()) + b"\n\n"
     finally:
         stream.close()
+        admission.release()
         _log_access(request_id, operation, outcome, started, body, streamed=True, status=status)
 
 

@@ -19,6 +19,11 @@ for route, view, name in openai_routes:
     urlpatterns.append(path(f"v1/{route}", view.as_view(), name=f"v1-{name}"))
     urlpatterns.append(path(route, view.as_view(), name=name))
 
+# Management API (model management, keys and teams, spend): each block owned by its module.
+# -- model management routes --
+# -- key and team routes --
+# -- spend routes --
+
 urlpatterns += [
     path("health/liveliness", LivenessView.as_view(), name="health-liveliness"),
     path("health/liveness", LivenessView.as_view(), name="health-liveness"),

@@ -38,15 +38,15 @@ class ChatCompletionsView(StreamingGatewayView):
         },
     )
     def post(self, request) -> HttpResponse:
-        authenticate(request)
+        caller = authenticate(request)
         body = read_json_object(request)
         model = require_model(body)
         validate_chat(body)
         streamed = stream_requested(body)
         options = routing_options(body)
         if streamed:
-            return respond_streaming(operation="chat", model=model, body=body, options=options)
-        return respond(operation="chat", model=model, body=body, options=options)
+            return respond_streaming(caller=caller, operation="chat", model=model, body=body, options=options)
+        return respond(caller=caller, operation="chat", model=model, body=body, options=options)
 
 
 class CompletionsView(StreamingGatewayView):
@@ -63,15 +63,15 @@ class CompletionsView(StreamingGatewayView):
         },
     )
     def post(self, request) -> HttpResponse:
-        authenticate(request)
+        caller = authenticate(request)
         body = read_json_object(request)
         model = require_model(body)
         validate_completion(body)
         streamed = stream_requested(body)
         options = routing_options(body)
         if streamed:
-            return respond_streaming(operation="completions", model=model, body=body, options=options)
-        return respond(operation="completions", model=model, body=body, options=options)
+            return respond_streaming(caller=caller, operation="completions", model=model, body=body, options=options)
+        return respond(caller=caller, operation="completions", model=model, body=body, options=options)
 
 
 class EmbeddingsView(GatewayView):
@@ -83,11 +83,11 @@ class EmbeddingsView(GatewayView):
         responses={200: openapi.ref("EmbeddingList"), **openapi.ERRORS_PROXY},
     )
     def post(self, request) -> HttpResponse:
-        authenticate(request)
+        caller = authenticate(request)
         body = read_json_object(request)
         model = require_model(body)
         validate_embedding(body)
-        return respond(operation="embeddings", model=model, body=body, options=routing_options(body))
+        return respond(caller=caller, operation="embeddings", model=model, body=body, options=routing_options(body))
 
 
 class ModerationsView(GatewayView):
@@ -99,8 +99,8 @@ class ModerationsView(GatewayView):
         responses={200: openapi.ref("ModerationResponse"), **openapi.ERRORS_PROXY},
     )
     def post(self, request) -> HttpResponse:
-        authenticate(request)
+        caller = authenticate(request)
         body = read_json_object(request)
         model = require_model(body) if body.get("model") is not None else default_moderation_group()
         validate_moderation(body)
-        return respond(operation="moderations", model=model, body=body, options=routing_options(body))
+        return respond(caller=caller, operation="moderations", model=model, body=body, options=routing_options(body))

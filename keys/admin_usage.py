@@ -1,0 +1,1 @@
+"""Admin for request logs and daily spend: read-only, filterable."""
