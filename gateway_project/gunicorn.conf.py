@@ -28,3 +28,28 @@ proc_name = "gatehouse"
 forwarded_allow_ips = os.environ.get("GATEWAY_FORWARDED_ALLOW_IPS", "127.0.0.1")
 # Several gateways may run on one machine (tests, multi-instance setups): no shared control socket.
 control_socket_disable = True
+# Request logs and spend are buffered in each worker and written in bulk this often (seconds).
+log_flush_seconds = float(os.environ.get("GATEWAY_LOG_FLUSH_SECONDS", "1"))
+
+
+def post_worker_init(worker):
+    """Start the worker's request log flusher once Django is loaded (see keys/log_buffer.py)."""
+    from keys.log_buffer import flusher_start
+    from keys.maintenance import maintenance_start
+
+    flusher_start(interval=log_flush_seconds)
+    maintenance_start()  # keys' last use and budget resets, written in the background (keys/maintenance.py)
+
+
+def worker_exit(server, worker):
+    """Write the worker's last request logs before it exits, so a graceful stop loses none.
+
+    gunicorn also calls this in the master for a worker that already died: nothing to flush there.
+    """
+    if worker.pid != os.getpid():
+        return
+    import sys
+
+    log_buffer = sys.modules.get("keys.log_buffer")
+    if log_buffer is not None:
+        log_buffer.flusher_stop()

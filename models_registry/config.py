@@ -23,15 +23,25 @@ from providers.registry import known_providers, split_model
 logger = logging.getLogger("gatehouse.config")
 
 TOP_LEVEL_KEYS = {"model_list", "general_settings", "router_settings", "litellm_settings", "environment_variables"}
-GENERAL_KEYS = {"master_key"}
-ROUTER_KEYS = {"routing_strategy", "num_retries", "timeout", "fallbacks", "allowed_fails", "cooldown_time",
-               "retry_after"}
+GENERAL_KEYS = {"master_key", "background_health_checks", "health_check_interval"}
+DEFAULT_HEALTH_CHECK_INTERVAL = 300.0
+ROUTER_KEYS = {"routing_strategy", "routing_strategy_args", "num_retries", "timeout", "fallbacks",
+               "context_window_fallbacks", "content_policy_fallbacks", "default_fallbacks", "allowed_fails",
+               "cooldown_time", "retry_after", "retry_policy"}
+# The error classes LiteLLM's `retry_policy` names; each maps to a number of retries.
+RETRY_POLICY_KEYS = ("BadRequestErrorRetries", "AuthenticationErrorRetries", "TimeoutErrorRetries",
+                     "RateLimitErrorRetries", "ContentPolicyViolationErrorRetries", "InternalServerErrorRetries")
+STRATEGY_ARG_KEYS = {"lowest_latency_buffer"}
 LITELLM_KEYS = {"drop_params", "num_retries", "request_timeout"}
 # Providers that are someone's own server: without an api_base they would silently call OpenAI.
 SERVER_PROVIDERS = frozenset({"hosted_vllm", "openai_like"})
-NUMERIC_PARAMS = ("rpm", "tpm", "weight", "order", "timeout", "stream_timeout", "max_retries")
+NUMERIC_PARAMS = ("rpm", "tpm", "weight", "order", "timeout", "stream_timeout", "max_retries",
+                  "max_parallel_requests")
 DEFAULT_NUM_RETRIES = 2
 DEFAULT_TIMEOUT_SECONDS = 600.0
+# LiteLLM's defaults: three failures within a minute take a deployment out for five seconds.
+DEFAULT_ALLOWED_FAILS = 3
+DEFAULT_COOLDOWN_SECONDS = 5.0
 
 
 class ConfigError(ValueError):
@@ -57,16 +67,28 @@ class DeploymentSpec:
 
 @dataclass(frozen=True)
 class RouterSettings:
-    """How the router retries, times out and falls back (LiteLLM's `router_settings`)."""
+    """How the router picks, retries, times out, cools down and falls back (LiteLLM's `router_settings`).
+
+    Fallback maps are `{group: [groups tried in order]}`: `fallbacks` after any failure that another
+    group might not have, `context_window_fallbacks` when the provider says the prompt is too long,
+    `content_policy_fallbacks` when it refuses on content policy; `default_fallbacks` serve every
+    group without an entry of its own in `fallbacks`. `retry_policy` maps LiteLLM's error-class names
+    (`RateLimitErrorRetries`, ...) to a number of retries that replaces `num_retries` for that class.
+    """
 
     routing_strategy: str = RoutingStrategy.SIMPLE_SHUFFLE.value
+    routing_strategy_args: dict[str, Any] = field(default_factory=dict)
     num_retries: int = DEFAULT_NUM_RETRIES
     timeout: float = DEFAULT_TIMEOUT_SECONDS
     fallbacks: dict[str, list[str]] = field(default_factory=dict)
-    allowed_fails: int = 3
-    cooldown_time: float = 5.0
+    context_window_fallbacks: dict[str, list[str]] = field(default_factory=dict)
+    content_policy_fallbacks: dict[str, list[str]] = field(default_factory=dict)
+    default_fallbacks: list[str] = field(default_factory=list)
+    allowed_fails: int = DEFAULT_ALLOWED_FAILS
+    cooldown_time: float = DEFAULT_COOLDOWN_SECONDS
     # The longest provider `Retry-After` worth waiting for before moving on to a fallback.
     retry_after: float = 10.0
+    retry_policy: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,6 +98,9 @@ class GatewayConfig:
     router: RouterSettings = field(default_factory=RouterSettings)
     drop_params: bool = False
     path: str | None = None
+    # `general_settings.background_health_checks`: each worker checks every deployment this often (seconds).
+    background_health_checks: bool = False
+    health_check_interval: float = DEFAULT_HEALTH_CHECK_INTERVAL
 
 
 def load_config(path: str | os.PathLike) -> GatewayConfig:
@@ -130,8 +155,15 @@ def _parse_sections(data: dict, path: str | None) -> GatewayConfig:
     drop_params = _resolved_settings(litellm, "litellm_settings").get("drop_params", False)
     if not isinstance(drop_params, bool):
         raise ConfigError("litellm_settings.drop_params must be true or false")
+    health = _resolved_settings({key: general[key] for key in ("background_health_checks", "health_check_interval")
+                                 if key in general}, "general_settings")
+    background_health_checks = health.get("background_health_checks", False)
+    if not isinstance(background_health_checks, bool):
+        raise ConfigError("general_settings.background_health_checks must be true or false")
+    interval = _number(health.get("health_check_interval", DEFAULT_HEALTH_CHECK_INTERVAL),
+                       "general_settings.health_check_interval", positive=True)
     return GatewayConfig(deployments=deployments, master_key=master_key, router=router, drop_params=drop_params,
-                         path=path)
+                         path=path, background_health_checks=background_health_checks, health_check_interval=interval)
 
 
 def deployment_spec_from_entry(entry: Any, *, where: str, occurrence: int = 0) -> DeploymentSpec:
@@ -231,10 +263,6 @@ def _parse_router(settings: dict, litellm: dict) -> RouterSettings:
         raise ConfigError(
             f"router_settings.routing_strategy '{strategy}' is not one of {', '.join(RoutingStrategy.values)}"
         )
-    if strategy != RoutingStrategy.SIMPLE_SHUFFLE:
-        # Said out loud rather than silently: the other strategies arrive with the production router.
-        logger.warning("config: router_settings.routing_strategy %s is accepted, but this version routes by "
-                       "weighted random choice (simple-shuffle)", strategy)
     num_retries = settings.get("num_retries", litellm.get("num_retries", defaults.num_retries))
     timeout = settings.get("timeout", litellm.get("request_timeout", defaults.timeout))
     # Name the key the operator actually wrote: litellm_settings supplies these when router_settings does not.
@@ -251,25 +279,64 @@ def _parse_router(settings: dict, litellm: dict) -> RouterSettings:
                                  "router_settings.cooldown_time"),
         "retry_after": _number(settings.get("retry_after", defaults.retry_after), "router_settings.retry_after"),
     }
-    return RouterSettings(routing_strategy=strategy, fallbacks=_parse_fallbacks(settings.get("fallbacks")), **values)
+    fallback_maps = {name: _parse_fallbacks(settings.get(name), f"router_settings.{name}")
+                     for name in ("fallbacks", "context_window_fallbacks", "content_policy_fallbacks")}
+    return RouterSettings(
+        routing_strategy=strategy,
+        routing_strategy_args=_parse_strategy_args(settings.get("routing_strategy_args")),
+        default_fallbacks=_parse_group_list(settings.get("default_fallbacks"), "router_settings.default_fallbacks"),
+        retry_policy=_parse_retry_policy(settings.get("retry_policy")),
+        **fallback_maps, **values,
+    )
 
 
-def _parse_fallbacks(value: Any) -> dict[str, list[str]]:
-    """LiteLLM writes fallbacks as a list of one-key mappings: `[{"gpt-4": ["gpt-3.5"]}]`."""
+def _parse_fallbacks(value: Any, name: str) -> dict[str, list[str]]:
+    """LiteLLM writes fallbacks as a list of one-key mappings: `[{"gpt-4": ["gpt-3.5"]}]`; one mapping is taken too."""
     if value in (None, []):
         return {}
     items = value if isinstance(value, list) else [value]
     fallbacks: dict[str, list[str]] = {}
     for index, item in enumerate(items):
         if not isinstance(item, dict):
-            raise ConfigError(f"router_settings.fallbacks[{index}] must be a mapping of group -> [groups]")
+            raise ConfigError(f"{name}[{index}] must be a mapping of group -> [groups]")
         for group, targets in item.items():
-            if isinstance(targets, str):
-                targets = [targets]
-            if not isinstance(targets, list) or not all(isinstance(t, str) and t for t in targets):
-                raise ConfigError(f"router_settings.fallbacks[{index}].{group} must be a list of model group names")
+            targets = _parse_group_list(targets, f"{name}[{index}].{group}")
+            if str(group) in targets:
+                raise ConfigError(f"{name}[{index}].{group} must not name the group itself")
             fallbacks.setdefault(str(group), []).extend(targets)
     return fallbacks
+
+
+def _parse_group_list(value: Any, name: str) -> list[str]:
+    """A list of model group names; a single name is taken as a list of one."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(item, str) and item.strip() for item in value):
+        raise ConfigError(f"{name} must be a list of model group names")
+    return [item.strip() for item in value]
+
+
+def _parse_strategy_args(value: Any) -> dict[str, Any]:
+    args = _mapping(value, "router_settings.routing_strategy_args")
+    _warn_unknown("router_settings.routing_strategy_args", args, STRATEGY_ARG_KEYS)
+    parsed = {}
+    if "lowest_latency_buffer" in args:
+        parsed["lowest_latency_buffer"] = _number(args["lowest_latency_buffer"],
+                                                  "router_settings.routing_strategy_args.lowest_latency_buffer")
+    return parsed
+
+
+def _parse_retry_policy(value: Any) -> dict[str, int]:
+    """LiteLLM's `retry_policy`: `{"RateLimitErrorRetries": 3, ...}`. A misspelt class is an error, not a no-op."""
+    policy = _mapping(value, "router_settings.retry_policy")
+    parsed = {}
+    for name, retries in policy.items():
+        if name not in RETRY_POLICY_KEYS:
+            raise ConfigError(f"router_settings.retry_policy.{name} is not one of {', '.join(RETRY_POLICY_KEYS)}")
+        parsed[name] = _number(retries, f"router_settings.retry_policy.{name}", integer=True)
+    return parsed
 
 
 def _resolved_settings(values: dict, section: str) -> dict:

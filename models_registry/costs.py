@@ -7,6 +7,9 @@ included) always win over the map's entry.
 """
 from __future__ import annotations
 
+import logging
+import os
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,8 +18,16 @@ from typing import Any
 import orjson
 from django.conf import settings
 
+logger = logging.getLogger("gatehouse.registry")
+
 BUNDLED_COST_MAP = Path(__file__).resolve().parent / "data" / "cost_map.json"
 COST_MAP_FILENAME = "cost_map.json"
+# Entry keys that must hold whole numbers of tokens when present.
+TOKEN_LIMIT_KEYS = ("max_tokens", "max_input_tokens", "max_output_tokens")
+
+
+class CostMapError(ValueError):
+    """A cost map that cannot be used; the message names the entry and the field."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,19 +62,76 @@ def cost_map() -> dict[str, dict[str, Any]]:
     if _holder.entries is None:
         with _holder.lock:
             if _holder.entries is None:
-                path = operator_cost_map_path()
-                if not path.exists():
-                    path = BUNDLED_COST_MAP
-                _holder.entries = orjson.loads(path.read_bytes())
+                _holder.entries = _load()
     return _holder.entries
+
+
+def _load() -> dict[str, dict[str, Any]]:
+    """The operator's copy when it exists and is valid; otherwise (and said in the log) the bundled map."""
+    path = operator_cost_map_path()
+    if path.exists():
+        try:
+            return cost_map_validate(orjson.loads(path.read_bytes()))
+        except (OSError, orjson.JSONDecodeError, CostMapError) as error:
+            logger.error("operator cost map %s is unusable (%s); using the bundled map", path, error)
+    return orjson.loads(BUNDLED_COST_MAP.read_bytes())
 
 
 def forget_cost_map() -> None:
     _holder.entries = None
 
 
-def cost_entry(provider: str, model: str, model_info: dict | None = None) -> dict[str, Any] | None:
-    """The map's entry for a deployment: its `base_model` if the operator named one, else its model.
+def cost_map_validate(data: Any) -> dict[str, dict[str, Any]]:
+    """Check a whole map: an object of objects, prices numbers >= 0, token limits whole numbers >= 0.
+
+    Returns the map itself; raises `CostMapError` at the first problem, naming the entry and field.
+    """
+    if not isinstance(data, dict):
+        raise CostMapError("the cost map must be a JSON object keyed 'provider/model'")
+    if not data:
+        raise CostMapError("the cost map has no entries")
+    for key, entry in data.items():
+        if not isinstance(entry, dict):
+            raise CostMapError(f"entry '{key}' must be an object, not {type(entry).__name__}")
+        for field, value in entry.items():
+            if "cost" in field and value is not None and not _is_non_negative_number(value):
+                raise CostMapError(f"entry '{key}': {field} must be a number >= 0, not {value!r}")
+            if field in TOKEN_LIMIT_KEYS and value is not None and not (
+                    _is_non_negative_number(value) and float(value).is_integer()):
+                raise CostMapError(f"entry '{key}': {field} must be a whole number of tokens, not {value!r}")
+        mode = entry.get("mode")
+        if mode is not None and not isinstance(mode, str):
+            raise CostMapError(f"entry '{key}': mode must be a string, not {mode!r}")
+    return data
+
+
+def operator_cost_map_install(data: dict[str, dict[str, Any]]) -> Path:
+    """Write a validated map as the operator's copy, atomically (a reader never sees half a file)."""
+    path = operator_cost_map_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=".cost_map.", suffix=".json", dir=path.parent)
+    try:
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(orjson.dumps(data, option=orjson.OPT_INDENT_2))
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    forget_cost_map()
+    return path
+
+
+def operator_cost_map_remove() -> bool:
+    """Go back to the bundled map; returns whether an operator copy existed."""
+    path = operator_cost_map_path()
+    existed = path.exists()
+    path.unlink(missing_ok=True)
+    forget_cost_map()
+    return existed
+
+
+def cost_entry_with_key(provider: str, model: str, model_info: dict | None = None) -> tuple[str | None, dict | None]:
+    """(key, entry) of the map's entry for a deployment: its `base_model` if the operator named one, else its model.
 
     Azure deployment names are the operator's own, so `model_info.base_model` says which model it is.
     """
@@ -76,8 +144,13 @@ def cost_entry(provider: str, model: str, model_info: dict | None = None) -> dic
     for candidate in candidates:
         entry = entries.get(candidate)
         if entry is not None:
-            return entry
-    return None
+            return candidate, entry
+    return None, None
+
+
+def cost_entry(provider: str, model: str, model_info: dict | None = None) -> dict[str, Any] | None:
+    """The map's entry for a deployment, or None when the map does not know the model."""
+    return cost_entry_with_key(provider, model, model_info)[1]
 
 
 def prices_for(provider: str, model: str, model_info: dict | None = None) -> ModelPrices:
@@ -88,6 +161,10 @@ def prices_for(provider: str, model: str, model_info: dict | None = None) -> Mod
         input_cost_per_token=_price(model_info.get("input_cost_per_token", entry.get("input_cost_per_token"))),
         output_cost_per_token=_price(model_info.get("output_cost_per_token", entry.get("output_cost_per_token"))),
     )
+
+
+def _is_non_negative_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 
 
 def _price(value: Any) -> float:

@@ -13,7 +13,7 @@ from typing import Any
 from django.db import DatabaseError
 
 from models_registry.choices import VersionScope
-from models_registry.costs import FREE, ModelPrices, prices_for
+from models_registry.costs import FREE, ModelPrices, forget_cost_map, prices_for
 from models_registry.models import Deployment
 from models_registry.secrets import SecretUnavailableError, decrypt_secrets, is_env_reference, resolve_value
 from models_registry.selectors import deployment_list_enabled
@@ -66,6 +66,8 @@ class RoutableDeployment:
     static_target: DeploymentTarget | None
     model_info: dict[str, Any] = field(default_factory=dict)
     prices: ModelPrices = FREE
+    # Calls this deployment may have open at once, across every worker (None: unlimited).
+    max_parallel_requests: int | None = None
 
     def target(self) -> DeploymentTarget:
         """Credentials for one call. `os.environ/` references are read now, so rotation needs no restart."""
@@ -113,6 +115,9 @@ def routable_from_row(row: Deployment) -> RoutableDeployment | None:
     params = dict(row.litellm_params)
     params.pop("model", None)
     has_references = _has_references(params)
+    # LiteLLM reads limits from litellm_params (the columns) and, failing that, from model_info.
+    rpm = row.rpm if row.rpm is not None else _limit({}, row.model_info, "rpm", row.id)
+    tpm = row.tpm if row.tpm is not None else _limit({}, row.model_info, "tpm", row.id)
     static_target = None
     if not has_references:
         values = {name: secrets.get(name, params.get(name)) for name in TARGET_FIELDS}
@@ -122,15 +127,18 @@ def routable_from_row(row: Deployment) -> RoutableDeployment | None:
     return RoutableDeployment(
         id=row.id, model_name=row.model_name, provider=row.provider, provider_model=row.provider_model,
         adapter=adapter, params=params, secrets=secrets, mode=row.mode,
-        weight=row.weight if row.weight is not None else float(row.rpm or row.tpm or 1),
-        rpm=row.rpm, tpm=row.tpm, order=row.order if row.order is not None else UNORDERED_TIER,
+        weight=row.weight if row.weight is not None else float(rpm or tpm or 1),
+        rpm=rpm, tpm=tpm, order=row.order if row.order is not None else UNORDERED_TIER,
         timeout=_seconds(params.get("timeout"), row.id), stream_timeout=_seconds(params.get("stream_timeout"), row.id),
         created=int(row.created_at.timestamp()), static_target=static_target,
         model_info=dict(row.model_info), prices=prices_for(row.provider, row.provider_model, row.model_info),
+        max_parallel_requests=_limit(params, row.model_info, "max_parallel_requests", row.id),
     )
 
 
 def build_snapshot(version: int) -> RegistrySnapshot:
+    # A new version may come from `cost_map_load`: re-read the map so prices follow it.
+    forget_cost_map()
     groups: dict[str, list[RoutableDeployment]] = {}
     by_id: dict[str, RoutableDeployment] = {}
     for row in deployment_list_enabled():
@@ -205,3 +213,17 @@ def _seconds(value, deployment_id: str) -> float | None:
     except (SecretUnavailableError, TypeError, ValueError):
         logger.error("deployment %s: timeout %r is not a number of seconds; ignored", deployment_id, value)
         return None
+
+
+def _limit(params: dict, model_info: dict, name: str, deployment_id: str) -> int | None:
+    """A positive whole-number limit from litellm_params, else model_info; anything else means no limit."""
+    value = params.get(name, model_info.get(name))
+    try:
+        value = resolve_value(value)
+        number = int(value) if value is not None and not isinstance(value, bool) else None
+    except (SecretUnavailableError, TypeError, ValueError):
+        number = None
+    if value is not None and (number is None or number < 0):
+        logger.error("deployment %s: %s %r is not a whole number; ignored", deployment_id, name, value)
+        return None
+    return number

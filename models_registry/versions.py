@@ -6,6 +6,7 @@ every in-memory cache whether it is stale: no query per request, changes visible
 """
 from __future__ import annotations
 
+import threading
 import time
 
 from django.conf import settings
@@ -17,14 +18,33 @@ class _VersionWatch:
     def __init__(self) -> None:
         self.versions: dict[int, int] | None = None
         self.checked_at = 0.0
+        self.lock = threading.Lock()
+
+    def _fresh(self) -> bool:
+        return self.versions is not None and \
+            time.monotonic() - self.checked_at < settings.GATEWAY_REGISTRY_CHECK_SECONDS
 
     def current(self) -> dict[int, int]:
-        """The versions as of at most one check interval ago; raises `DatabaseError` when unreadable."""
-        now = time.monotonic()
-        if self.versions is not None and now - self.checked_at < settings.GATEWAY_REGISTRY_CHECK_SECONDS:
+        """The versions as of at most one check interval ago; raises `DatabaseError` when unreadable.
+
+        One read at a time: under gevent the query yields, and requests arriving meanwhile wait (briefly) for
+        its answer rather than trust versions older than the interval. If the database stalls, they stop
+        waiting after a second and use what this worker last read.
+        """
+        if self._fresh():
             return self.versions
-        self.checked_at = now  # on failure too: a down database is not asked again on every request
-        self.versions = versions_read()
+        if not self.lock.acquire(timeout=1.0):
+            if self.versions is not None:
+                return self.versions
+            return versions_read()
+        try:
+            if not self._fresh():
+                try:
+                    self.versions = versions_read()
+                finally:
+                    self.checked_at = time.monotonic()  # on failure too: a down database is not asked every time
+        finally:
+            self.lock.release()
         return self.versions
 
     def forget(self) -> None:

@@ -119,6 +119,26 @@ class UpstreamBadRequestError(ProviderError):
     type = "invalid_request_error"
 
 
+class ContextWindowExceededError(UpstreamBadRequestError):
+    """The provider says the prompt plus the requested output do not fit the model's context.
+
+    Still the caller's 400 (no deployment of the same model would accept it), but a group with a
+    larger context may: the router sends it to `context_window_fallbacks`.
+    """
+
+    code = "context_length_exceeded"
+
+
+class ContentPolicyViolationError(UpstreamBadRequestError):
+    """The provider refused the request on content policy grounds (OpenAI's moderation, Azure's filter).
+
+    Retrying the same group is pointless; another provider's policy may differ, so the router tries
+    `content_policy_fallbacks`.
+    """
+
+    code = "content_policy_violation"
+
+
 class UpstreamAuthenticationError(ProviderError):
     """The provider refused the deployment's credentials. The caller did nothing wrong, and the
     message never repeats the provider's text (it may echo part of the key)."""
@@ -134,6 +154,21 @@ class UpstreamNotFoundError(ProviderError):
     status_code = 404
     type = "invalid_request_error"
     code = "upstream_model_not_found"
+
+
+class NoDeploymentAvailableError(RateLimitError):
+    """Every deployment of a group is cooling down or over its own limits: nothing was sent upstream.
+
+    A 429 with `Retry-After` (when the first deployment comes back), so SDKs wait and try again.
+    """
+
+    code = "no_deployment_available"
+
+    def __init__(self, message: str, *, retry_after: float, **kwargs) -> None:
+        seconds = max(1, int(retry_after + 0.999))
+        headers = {"Retry-After": str(seconds), **(kwargs.pop("headers", None) or {})}
+        super().__init__(message, headers=headers, **kwargs)
+        self.retry_after = float(seconds)
 
 
 class UnsupportedOperationError(GatewayError):

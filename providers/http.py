@@ -21,6 +21,8 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 
 from providers.errors import (
+    ContentPolicyViolationError,
+    ContextWindowExceededError,
     ProviderError,
     UpstreamAuthenticationError,
     UpstreamBadRequestError,
@@ -256,11 +258,54 @@ def error_for_status(status: int, payload: bytes, headers) -> ProviderError:
         if status in (503, 504):
             error.status_code = status
         return error
-    error = UpstreamBadRequestError(message or f"The upstream provider rejected the request (HTTP {status}).",
-                                    param=param, code=code)
+    message = message or f"The upstream provider rejected the request (HTTP {status})."
+    if status == 400:
+        kind = _bad_request_kind(message, code, payload)
+        if kind is not None:
+            # The provider's own code is kept when it gave one: clients may already match on it.
+            return kind(message, param=param, code=code or kind.code)
+    error = UpstreamBadRequestError(message, param=param, code=code)
     if status in (413, 422):
         error.status_code = status
     return error
+
+
+CONTEXT_WINDOW_CODES = frozenset({"context_length_exceeded", "string_above_max_length"})
+CONTENT_POLICY_CODES = frozenset({"content_policy_violation", "content_filter", "responsibleaipolicyviolation"})
+# Servers that speak OpenAI's format without its codes (vLLM, llama.cpp, TGI) still say it in words.
+CONTEXT_WINDOW_PHRASES = ("maximum context length", "context length exceeded", "context_length_exceeded",
+                          "prompt is too long", "exceeds the context window")
+
+
+def _bad_request_kind(message: str, code: str | None, payload: bytes) -> type[UpstreamBadRequestError] | None:
+    """Which 400s are not the caller's plain mistake but a reason to try another group.
+
+    OpenAI says `context_length_exceeded` / `content_policy_violation` in `error.code`; Azure's content
+    filter says `content_filter` there and `ResponsibleAIPolicyViolation` in `error.innererror.code`.
+    """
+    codes = {code.lower()} if code else set()
+    inner = _inner_code(payload)
+    if inner:
+        codes.add(inner.lower())
+    if codes & CONTENT_POLICY_CODES:
+        return ContentPolicyViolationError
+    if codes & CONTEXT_WINDOW_CODES:
+        return ContextWindowExceededError
+    lowered = message.lower()
+    if any(phrase in lowered for phrase in CONTEXT_WINDOW_PHRASES):
+        return ContextWindowExceededError
+    return None
+
+
+def _inner_code(payload: bytes) -> str | None:
+    try:
+        parsed = orjson.loads(payload) if payload else None
+    except orjson.JSONDecodeError:
+        return None
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    inner = error.get("innererror") if isinstance(error, dict) else None
+    code = inner.get("code") if isinstance(inner, dict) else None
+    return str(code) if code else None
 
 
 def parse_retry_after(value: str | None) -> float | None:
@@ -286,6 +331,8 @@ def _upstream_message(payload: bytes) -> tuple[str | None, str | None, str | Non
         return (str(message) if message else None, str(code) if code else None, error.get("param"))
     if isinstance(error, str):
         return error, None, None
+    if isinstance(parsed, dict) and parsed.get("object") == "error" and isinstance(parsed.get("message"), str):
+        return parsed["message"], None, None  # vLLM and other OpenAI-compatible servers: the error at the top
     return None, None, None
 
 

@@ -21,8 +21,45 @@ for route, view, name in openai_routes:
 
 # Management API (model management, keys and teams, spend): each block owned by its module.
 # -- model management routes --
+from proxy_api.views import model_management as _models  # noqa: E402
+from proxy_api.views.health import HealthView  # noqa: E402
+
+urlpatterns += [
+    path("model/new", _models.ModelNewView.as_view(), name="model-new"),
+    path("model/update", _models.ModelUpdateView.as_view(), name="model-update"),
+    path("model/<str:model_id>/update", _models.ModelPatchView.as_view(), name="model-patch"),
+    path("model/delete", _models.ModelDeleteView.as_view(), name="model-delete"),
+    path("v1/model/info", _models.ModelInfoView.as_view(), name="v1-model-info"),
+    path("model/info", _models.ModelInfoView.as_view(), name="model-info"),
+    path("model_group/info", _models.ModelGroupInfoView.as_view(), name="model-group-info"),
+    path("health", HealthView.as_view(), name="health"),
+]
 # -- key and team routes --
+from proxy_api.views import keys as _keys  # noqa: E402
+from proxy_api.views import teams as _teams  # noqa: E402
+
+urlpatterns += [
+    path("key/generate", _keys.KeyGenerateView.as_view(), name="key-generate"),
+    path("key/info", _keys.KeyInfoView.as_view(), name="key-info"),
+    path("key/update", _keys.KeyUpdateView.as_view(), name="key-update"),
+    path("key/delete", _keys.KeyDeleteView.as_view(), name="key-delete"),
+    path("key/list", _keys.KeyListView.as_view(), name="key-list"),
+    path("key/regenerate", _keys.KeyRegenerateView.as_view(), name="key-regenerate"),
+    path("key/<str:key>/regenerate", _keys.KeyRegenerateByPathView.as_view(), name="key-regenerate-by-path"),
+    path("key/block", _keys.KeyBlockView.as_view(), name="key-block"),
+    path("key/unblock", _keys.KeyUnblockView.as_view(), name="key-unblock"),
+    path("team/new", _teams.TeamNewView.as_view(), name="team-new"),
+    path("team/info", _teams.TeamInfoView.as_view(), name="team-info"),
+    path("team/update", _teams.TeamUpdateView.as_view(), name="team-update"),
+    path("team/delete", _teams.TeamDeleteView.as_view(), name="team-delete"),
+    path("team/list", _teams.TeamListView.as_view(), name="team-list"),
+]
 # -- spend routes --
+from proxy_api.views.spend import SpendLogsView  # noqa: E402
+
+urlpatterns += [
+    path("spend/logs", SpendLogsView.as_view(), name="spend-logs"),
+]
 
 urlpatterns += [
     path("health/liveliness", LivenessView.as_view(), name="health-liveliness"),

@@ -11,6 +11,15 @@ from tests.fakes.openai_server import FakeOpenAI
 from tests.support.server import MASTER_KEY
 
 
+@pytest.fixture(autouse=True)
+def _fresh_counters():
+    """Shared counters (cooldowns, deployment and key limits) start empty: ids repeat from test to test."""
+    from models_registry.counters import counters_reset
+
+    counters_reset()
+    yield
+
+
 @pytest.fixture(scope="session")
 def _fake_openai_server():
     fake = FakeOpenAI()

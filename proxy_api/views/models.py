@@ -1,9 +1,11 @@
-"""`GET /models` and `GET /models/{id}`: the model groups a caller can use."""
+"""`GET /models` and `GET /models/{id}`: the model groups a caller can use (a virtual key sees only the
+groups its models and its team's allow)."""
 from __future__ import annotations
 
 from django.http import HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 
+from keys.access import allowed_groups
 from models_registry.catalog import model_group_get, model_group_list
 from proxy_api import openapi
 from proxy_api.auth import authenticate
@@ -17,8 +19,8 @@ class ModelsView(GatewayView):
     @extend_schema(operation_id="list_models", tags=[TAG], summary="List model groups",
                    responses={200: openapi.ref("ModelList"), **openapi.ERRORS_AUTH_ONLY})
     def get(self, request) -> HttpResponse:
-        authenticate(request)
-        return json_response({"object": "list", "data": model_group_list()})
+        caller = authenticate(request)
+        return json_response({"object": "list", "data": model_group_list(allowed_groups=allowed_groups(caller))})
 
 
 class ModelDetailView(GatewayView):
@@ -31,5 +33,5 @@ class ModelDetailView(GatewayView):
                    **openapi.ERRORS_AUTH_ONLY},
     )
     def get(self, request, model_id: str) -> HttpResponse:
-        authenticate(request)
-        return json_response(model_group_get(model_id))
+        caller = authenticate(request)
+        return json_response(model_group_get(model_id, allowed_groups=allowed_groups(caller)))

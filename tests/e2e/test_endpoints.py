@@ -138,7 +138,9 @@ def test_chat_stream_on_an_openai_upstream(client_at, fake_a):
     assert "".join(chunk.choices[0].delta.content or "" for chunk in chunks) == FAKE_STREAM_TEXT
     assert chunks[-1].choices[0].finish_reason == "stop"
     received = only_request(fake_a)
-    assert received.body == {"model": "gpt-4o-mini", "messages": USER, "stream": True}
+    # Usage is asked of the provider (for spend) even though this client did not ask for it.
+    assert received.body == {"model": "gpt-4o-mini", "messages": USER, "stream": True,
+                             "stream_options": {"include_usage": True}}
     assert wait_until(lambda: fake_a.completed_streams == 1, seconds=5)
 
 
@@ -153,7 +155,7 @@ def test_chat_stream_on_a_text_completion_model_becomes_chat_chunks(client_at, f
     received = only_request(fake_a)
     assert received.path == "/v1/completions"
     assert received.body == {"model": "gpt-3.5-turbo-instruct", "prompt": "user: Say hello\nassistant:",
-                             "stream": True}
+                             "stream": True, "stream_options": {"include_usage": True}}
 
 
 # --- text completions --------------------------------------------------------------------------------
@@ -199,7 +201,8 @@ def test_completion_stream_on_an_upstream(client_at, fake_a):
     assert_sdk_roundtrip(chunks[-1])
     assert [chunk.choices[0].text for chunk in chunks] == ["tok0 ", "tok1 ", "tok2 ", "tok3 ", "tok4 ", ""]
     assert chunks[-1].choices[0].finish_reason == "stop"
-    assert only_request(fake_a).body == {"model": "gpt-3.5-turbo-instruct", "prompt": "abc", "stream": True}
+    assert only_request(fake_a).body == {"model": "gpt-3.5-turbo-instruct", "prompt": "abc", "stream": True,
+                                         "stream_options": {"include_usage": True}}
 
 
 # --- embeddings --------------------------------------------------------------------------------------

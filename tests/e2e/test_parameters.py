@@ -99,7 +99,8 @@ def test_streamed_tool_call_from_an_upstream_reassembles_and_the_tools_reach_it(
                                                    "arguments": '{"city": "Paris"}'}}
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
     assert only_request(fake_a).body == {"model": "gpt-4o-mini", "messages": USER, "tools": [WEATHER, TIME],
-                                         "tool_choice": "required", "parallel_tool_calls": False, "stream": True}
+                                         "tool_choice": "required", "parallel_tool_calls": False, "stream": True,
+                                         "stream_options": {"include_usage": True}}
 
 
 def test_tool_call_from_an_upstream_plain(client, fake_a):

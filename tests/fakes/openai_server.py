@@ -1,8 +1,9 @@
 """A real HTTP server on 127.0.0.1 that speaks OpenAI's (and Azure OpenAI's) wire format.
 
 Tests point deployments at it and then assert what reached it. Behaviour is scripted per test:
-queue faults (`fail_next`), slow it down, make streams long or slow, or make it hang. Every request
-is recorded with its method, path, query, headers and JSON body.
+queue faults (`fail_next`), slow it down (everything, or only paths containing a fragment, so that
+deployments told apart by a path prefix answer at different speeds), make streams long or slow, or
+make it hang. Every request is recorded with its method, path, query, headers and JSON body.
 """
 from __future__ import annotations
 
@@ -58,6 +59,7 @@ class FakeOpenAI:
         self.stream_chunks = 5
         self.stream_interval = 0.0
         self.latency = 0.0
+        self.path_latency: dict[str, float] = {}  # path fragment -> extra seconds before answering
         self.reply = "Hello from the fake provider."
         self.disconnects = 0  # streams whose client (the gateway) hung up before the end
         self.completed_streams = 0
@@ -80,6 +82,7 @@ class FakeOpenAI:
         self.stream_chunks = 5
         self.stream_interval = 0.0
         self.latency = 0.0
+        self.path_latency = {}
         self.reply = "Hello from the fake provider."
         self.disconnects = 0
         self.completed_streams = 0
@@ -97,6 +100,11 @@ class FakeOpenAI:
                 if fault.path_contains in path:
                     return self.faults.pop(index)
         return None
+
+    def latency_for(self, path: str) -> float:
+        """Seconds to wait before answering `path`: the global latency plus that of every matching fragment."""
+        return self.latency + sum(seconds for fragment, seconds in list(self.path_latency.items())
+                                  if fragment in path)
 
     def requests_to(self, fragment: str) -> list[RecordedRequest]:
         with self.lock:
@@ -181,8 +189,9 @@ def _make_handler(fake: FakeOpenAI):
             if fault is not None and fault.kind == "malformed":
                 self._send_raw(200, b"{this is not json", "application/json")
                 return
-            if fake.latency:
-                time.sleep(fake.latency)
+            latency = fake.latency_for(parts.path)
+            if latency:
+                time.sleep(latency)
             path = parts.path
             body = body or {}
             if path.endswith("/chat/completions"):

@@ -64,6 +64,20 @@ FULL_CONFIG = textwrap.dedent("""\
       allowed_fails: 5
       cooldown_time: 30
       retry_after: 2.5
+      routing_strategy_args:
+        lowest_latency_buffer: 0.5
+      context_window_fallbacks:
+        - gpt-4o: [llama]
+      content_policy_fallbacks:
+        - llama: gpt-4o
+      default_fallbacks: [embedder]
+      retry_policy:
+        RateLimitErrorRetries: 3
+        TimeoutErrorRetries: 2
+        InternalServerErrorRetries: 1
+        AuthenticationErrorRetries: 0
+        ContentPolicyViolationErrorRetries: 0
+        BadRequestErrorRetries: 0
     litellm_settings:
       drop_params: true
 """)
@@ -137,6 +151,13 @@ def test_full_config_every_field_read(tmp_path):
             allowed_fails=5,
             cooldown_time=30.0,
             retry_after=2.5,
+            routing_strategy_args={"lowest_latency_buffer": 0.5},
+            context_window_fallbacks={"gpt-4o": ["llama"]},
+            content_policy_fallbacks={"llama": ["gpt-4o"]},
+            default_fallbacks=["embedder"],
+            retry_policy={"RateLimitErrorRetries": 3, "TimeoutErrorRetries": 2, "InternalServerErrorRetries": 1,
+                          "AuthenticationErrorRetries": 0, "ContentPolicyViolationErrorRetries": 0,
+                          "BadRequestErrorRetries": 0},
         ),
         drop_params=True,
         path=str(path),
@@ -161,7 +182,9 @@ def test_defaults_when_sections_are_absent():
     assert config.master_key is None
     assert config.drop_params is False
     assert config.router == RouterSettings(routing_strategy="simple-shuffle", num_retries=2, timeout=600.0,
-                                           fallbacks={}, allowed_fails=3, cooldown_time=5.0, retry_after=10.0)
+                                           fallbacks={}, allowed_fails=3, cooldown_time=5.0, retry_after=10.0,
+                                           routing_strategy_args={}, context_window_fallbacks={},
+                                           content_policy_fallbacks={}, default_fallbacks=[], retry_policy={})
     assert config.deployments[0].rpm is None
     assert config.deployments[0].tpm is None
     assert config.deployments[0].weight is None
@@ -500,6 +523,40 @@ INVALID_CONFIGS = [
                  "router_settings.cooldown_time must be a non-negative number, not -5", id="negative-cooldown"),
     pytest.param({"router_settings": {"retry_after": "soon"}},
                  "router_settings.retry_after must be a non-negative number, not 'soon'", id="string-retry-after"),
+    pytest.param({"router_settings": {"retry_policy": {"RateLimitErrorRetry": 2}}},
+                 "router_settings.retry_policy.RateLimitErrorRetry is not one of BadRequestErrorRetries, "
+                 "AuthenticationErrorRetries, TimeoutErrorRetries, RateLimitErrorRetries, "
+                 "ContentPolicyViolationErrorRetries, InternalServerErrorRetries", id="retry-policy-misspelt-class"),
+    pytest.param({"router_settings": {"retry_policy": {"TimeoutErrorRetries": -1}}},
+                 "router_settings.retry_policy.TimeoutErrorRetries must be a non-negative number, not -1",
+                 id="retry-policy-negative"),
+    pytest.param({"router_settings": {"retry_policy": {"TimeoutErrorRetries": 0.5}}},
+                 "router_settings.retry_policy.TimeoutErrorRetries must be a whole number, not 0.5",
+                 id="retry-policy-fractional"),
+    pytest.param({"router_settings": {"retry_policy": [{"TimeoutErrorRetries": 1}]}},
+                 "router_settings.retry_policy must be a mapping", id="retry-policy-not-a-mapping"),
+    pytest.param({"router_settings": {"routing_strategy_args": {"lowest_latency_buffer": "half"}}},
+                 "router_settings.routing_strategy_args.lowest_latency_buffer must be a non-negative number, "
+                 "not 'half'", id="latency-buffer-not-a-number"),
+    pytest.param({"router_settings": {"routing_strategy_args": "lowest_latency_buffer=0.5"}},
+                 "router_settings.routing_strategy_args must be a mapping", id="strategy-args-not-a-mapping"),
+    pytest.param({"router_settings": {"context_window_fallbacks": [{"small": [3]}]}},
+                 "router_settings.context_window_fallbacks[0].small must be a list of model group names",
+                 id="context-window-fallbacks-non-string"),
+    pytest.param({"router_settings": {"content_policy_fallbacks": ["strict"]}},
+                 "router_settings.content_policy_fallbacks[0] must be a mapping of group -> [groups]",
+                 id="content-policy-fallbacks-list-of-names"),
+    pytest.param({"router_settings": {"fallbacks": [{"a": ["b", "a"]}]}},
+                 "router_settings.fallbacks[0].a must not name the group itself", id="fallbacks-to-itself"),
+    pytest.param({"router_settings": {"default_fallbacks": {"a": "b"}}},
+                 "router_settings.default_fallbacks must be a list of model group names",
+                 id="default-fallbacks-a-mapping"),
+    pytest.param({"router_settings": {"default_fallbacks": ["ok", ""]}},
+                 "router_settings.default_fallbacks must be a list of model group names",
+                 id="default-fallbacks-empty-name"),
+    pytest.param({"model_list": [_entry(max_parallel_requests=-2)]},
+                 "model_list[0] (model_name 'x'): litellm_params.max_parallel_requests must be a non-negative "
+                 "number, not -2", id="negative-max-parallel-requests"),
     pytest.param({"general_settings": {"master_key": ""}},
                  "general_settings.master_key must be a non-empty string", id="empty-master-key"),
     pytest.param({"general_settings": {"master_key": 1234}},
@@ -607,11 +664,38 @@ def test_an_invalid_config_takes_its_environment_variables_back(unset_environ):
     assert "GATEHOUSE_TEST_ROLLBACK" not in os.environ
 
 
-def test_a_strategy_not_yet_implemented_is_accepted_with_a_warning(caplog):
+@pytest.mark.parametrize("strategy", ["simple-shuffle", "least-busy", "latency-based-routing",
+                                      "usage-based-routing"])
+def test_every_routing_strategy_is_accepted_without_a_warning(caplog, strategy):
     caplog.set_level(logging.WARNING, logger="gatehouse.config")
-    config = parse_config({"router_settings": {"routing_strategy": "least-busy"}})
+    config = parse_config({"router_settings": {"routing_strategy": strategy}})
 
-    assert config.router.routing_strategy == "least-busy"
+    assert config.router.routing_strategy == strategy
+    assert caplog.records == []
+
+
+def test_single_group_names_are_taken_as_lists_in_every_fallback_kind():
+    config = parse_config({"router_settings": {"context_window_fallbacks": {"small": "large"},
+                                               "content_policy_fallbacks": [{"strict": " lenient "}],
+                                               "default_fallbacks": "catch-all"}})
+
+    assert (config.router.context_window_fallbacks, config.router.content_policy_fallbacks,
+            config.router.default_fallbacks) == ({"small": ["large"]}, {"strict": ["lenient"]}, ["catch-all"])
+
+
+def test_unknown_routing_strategy_args_are_logged_and_ignored(caplog):
+    caplog.set_level(logging.WARNING, logger="gatehouse.config")
+    config = parse_config({"router_settings": {"routing_strategy_args": {"ttl": 60, "lowest_latency_buffer": 1}}})
+
+    assert config.router.routing_strategy_args == {"lowest_latency_buffer": 1.0}
     assert [record.getMessage() for record in caplog.records] == [
-        "config: router_settings.routing_strategy least-busy is accepted, but this version routes by weighted "
-        "random choice (simple-shuffle)"]
+        "config: router_settings.routing_strategy_args.ttl is not used by Gatehouse and is ignored"]
+
+
+def test_retry_policy_and_strategy_args_may_be_environment_references(unset_environ, monkeypatch):
+    unset_environ("GATEHOUSE_TEST_POLICY")
+    monkeypatch.setenv("GATEHOUSE_TEST_POLICY", "{RateLimitErrorRetries: 4}")
+
+    config = parse_config({"router_settings": {"retry_policy": "os.environ/GATEHOUSE_TEST_POLICY"}})
+
+    assert config.router.retry_policy == {"RateLimitErrorRetries": 4}

@@ -11,8 +11,9 @@ from collections import Counter
 
 import pytest
 
-from models_registry.router import ModelNotFoundError, choose, route
+from models_registry.router import ModelNotFoundError, route
 from models_registry.snapshot import current_snapshot
+from models_registry.strategies import weighted_choice
 from providers.errors import (
     UnsupportedOperationError,
     UpstreamAuthenticationError,
@@ -48,8 +49,8 @@ def test_choose_uses_weight_then_rpm_then_tpm(configure_gateway, fake_openai):
                                       openai_entry("r", fake_openai.url, "d", rpm=100, tpm=999999)]})
     snapshot = current_snapshot()
 
-    by_weight = Counter(choose(list(snapshot.group("w"))).id for _ in range(5000))
-    by_rpm = Counter(choose(list(snapshot.group("r"))).id for _ in range(5000))
+    by_weight = Counter(weighted_choice(snapshot.group("w")).id for _ in range(5000))
+    by_rpm = Counter(weighted_choice(snapshot.group("r")).id for _ in range(5000))
 
     assert 3800 <= by_weight["b"] <= 4200  # 4000 expected, sd ~28
     assert 4300 <= by_rpm["c"] <= 4700  # 4500 expected, sd ~21
@@ -75,7 +76,8 @@ def test_lower_order_is_always_chosen_while_healthy_and_higher_order_takes_over_
 
 def test_a_retry_goes_to_another_deployment_first_without_waiting(configure_gateway, fake_openai):
     configure_gateway({"model_list": [openai_entry("g", fake_openai.url, "a"),
-                                      openai_entry("g", fake_openai.url, "b")]})
+                                      openai_entry("g", fake_openai.url, "b")],
+                       "router_settings": {"allowed_fails": 100}})  # fifteen failures must not cool either down
 
     started = time.monotonic()
     for _ in range(15):

@@ -124,7 +124,9 @@ def test_bad_request_keeps_the_upstream_message_param_and_code(fake_openai):
         "This model's maximum context length is 8192 tokens.", code="context_length_exceeded",
         param="messages"))
     error = chat_error(fake_openai)
-    assert shape(error) == (UpstreamBadRequestError, 400, "invalid_request_error", "context_length_exceeded",
+    from providers.errors import ContextWindowExceededError  # a 400 of its own kind: the router falls back on it
+
+    assert shape(error) == (ContextWindowExceededError, 400, "invalid_request_error", "context_length_exceeded",
                             "messages", "This model's maximum context length is 8192 tokens.")
     assert (error.retryable, error.failover) == (False, False)
 

@@ -1,0 +1,135 @@
+"""Writing what requests used: request log rows, spend on keys and teams, daily aggregates.
+
+Called by the log buffer's flush with a batch of finished requests, never on the request path.
+One transaction per batch: the rows, one `UPDATE ... SET spend = spend + x` per key and per team
+that spent something, and one upsert per (day, key, team, model group). The upsert increments in
+the database (`ON CONFLICT ... DO UPDATE SET requests = requests + excluded.requests`), so several
+workers and instances flushing at once never lose each other's counts; SQLite (3.24+) and
+PostgreSQL share the syntax.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+
+from django.db import connection, transaction
+from django.db.models import F
+
+from keys.models import DailySpend, RequestLog, Team, VirtualKey
+from keys.usage import UsageRecord
+
+SMALL_INTEGER_MAX = 32767
+INTEGER_MAX = 2_147_483_647
+
+
+@dataclass(slots=True)
+class _DailyTotals:
+    requests: int = 0
+    errors: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+
+
+def usage_records_write(*, records: Sequence[UsageRecord]) -> None:
+    """Persist a batch of finished requests: logs, key and team spend, daily aggregates, atomically."""
+    if not records:
+        return
+    with transaction.atomic():
+        RequestLog.objects.bulk_create([request_log_from_record(record) for record in records], batch_size=500)
+        _spend_add(VirtualKey, _totals_by(records, "key_id"))
+        _spend_add(Team, _totals_by(records, "team_id"))
+        _daily_spend_upsert(records)
+
+
+def request_log_from_record(record: UsageRecord) -> RequestLog:
+    """A `RequestLog` for one record; strings cut to their column and counts to theirs, so that one odd
+    request (a 10 000-character model name) can never make a whole batch fail."""
+    return RequestLog(
+        request_id=_cut(record.request_id, "request_id"),
+        created_at=datetime.fromtimestamp(record.started_at, tz=UTC),
+        key_id=_cut(record.key_id, "key_id"),
+        key_alias=_cut(record.key_alias, "key_alias"),
+        team_id=_cut(record.team_id, "team_id"),
+        user_id=_cut(record.user_id, "user_id"),
+        operation=_cut(record.operation, "operation"),
+        model_group=_cut(record.model_group, "model_group"),
+        deployment_id=_cut(record.deployment_id, "deployment_id"),
+        provider=_cut(record.provider, "provider"),
+        provider_model=_cut(record.provider_model, "provider_model"),
+        streamed=record.streamed,
+        status=record.status,
+        status_code=min(max(record.status_code, 0), SMALL_INTEGER_MAX),
+        error_type=_cut(record.error_type, "error_type"),
+        prompt_tokens=min(record.prompt_tokens, INTEGER_MAX),
+        completion_tokens=min(record.completion_tokens, INTEGER_MAX),
+        total_tokens=min(record.total_tokens, INTEGER_MAX),
+        cost=record.cost,
+        latency_ms=record.latency_ms,
+        time_to_first_token_ms=record.time_to_first_token_ms,
+        attempts=min(record.attempts, SMALL_INTEGER_MAX),
+        fallbacks=min(record.fallbacks, SMALL_INTEGER_MAX),
+        metadata=record.metadata if isinstance(record.metadata, dict) else {},
+    )
+
+
+def _cut(value: str, field_name: str) -> str:
+    limit = RequestLog._meta.get_field(field_name).max_length
+    return value if len(value) <= limit else value[:limit]
+
+
+def _totals_by(records: Iterable[UsageRecord], attribute: str) -> dict[str, float]:
+    totals: dict[str, float] = defaultdict(float)
+    for record in records:
+        scope_id = getattr(record, attribute)
+        if scope_id and record.cost > 0:
+            totals[scope_id] += record.cost
+    return totals
+
+
+def _spend_add(model: type[VirtualKey] | type[Team], totals: dict[str, float]) -> None:
+    """One UPDATE per key (or team) per batch, adding in the database so concurrent flushes add up.
+
+    `update()` leaves `updated_at` alone: spending is not an operator's change to the key.
+    """
+    for scope_id, amount in sorted(totals.items()):  # a stable order: concurrent flushes lock rows alike
+        model.objects.filter(id=scope_id).update(spend=F("spend") + amount)
+
+
+def daily_spend_date(record: UsageRecord) -> date:
+    """The UTC day a request belongs to (the day it started)."""
+    return datetime.fromtimestamp(record.started_at, tz=UTC).date()
+
+
+def _daily_spend_upsert(records: Iterable[UsageRecord]) -> None:
+    totals: dict[tuple[date, str, str, str], _DailyTotals] = defaultdict(_DailyTotals)
+    for record in records:
+        scope = (daily_spend_date(record), _cut(record.key_id, "key_id"), _cut(record.team_id, "team_id"),
+                 _cut(record.model_group, "model_group"))
+        entry = totals[scope]
+        entry.requests += 1
+        entry.errors += 0 if record.succeeded else 1
+        entry.prompt_tokens += record.prompt_tokens
+        entry.completion_tokens += record.completion_tokens
+        entry.cost += record.cost
+    if not totals:
+        return
+    quote = connection.ops.quote_name
+    table = quote(DailySpend._meta.db_table)
+    scope_columns = [quote(DailySpend._meta.get_field(name).column)
+                     for name in ("date", "key_id", "team_id", "model_group")]
+    added_columns = [quote(DailySpend._meta.get_field(name).column)
+                     for name in ("requests", "errors", "prompt_tokens", "completion_tokens", "cost")]
+    columns = scope_columns + added_columns
+    increments = ", ".join(f"{column} = {table}.{column} + excluded.{column}" for column in added_columns)
+    statement = (
+        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "  # noqa: S608
+        f"ON CONFLICT ({', '.join(scope_columns)}) DO UPDATE SET {increments}"
+    )
+    adapt_date = connection.ops.adapt_datefield_value
+    rows = [(adapt_date(scope[0]), *scope[1:], entry.requests, entry.errors, entry.prompt_tokens,
+             entry.completion_tokens, entry.cost) for scope, entry in sorted(totals.items())]
+    with connection.cursor() as cursor:
+        cursor.executemany(statement, rows)
