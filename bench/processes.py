@@ -137,7 +137,18 @@ def start_gatehouse(processes: Processes, workdir: Path, fake_port: int, core: i
         cwd=REPO_ROOT, env=environment, stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     wait_ready(f"{base}/health/liveliness", process, log_path, 120)
-    return Target("gatehouse", base, master_key, process=process, log_path=log_path)
+    return Target("gatehouse", base, virtual_key(base, master_key), process=process, log_path=log_path)
+
+
+def virtual_key(base: str, master_key: str) -> str:
+    """A key as applications get them: with a budget and an rpm limit, so admission does its full work."""
+    request = urllib.request.Request(
+        f"{base}/key/generate", method="POST", headers={"Authorization": f"Bearer {master_key}",
+                                                        "Content-Type": "application/json"},
+        data=json.dumps({"key_alias": "bench", "models": ["all-proxy-models"], "max_budget": 1_000_000,
+                         "budget_duration": "30d", "rpm_limit": 1_000_000_000}).encode())
+    with urllib.request.urlopen(request, timeout=30) as answer:
+        return json.loads(answer.read())["key"]
 
 
 def start_litellm(processes: Processes, workdir: Path, fake_port: int, core: int | None, venv: Path) -> Target:

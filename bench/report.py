@@ -295,7 +295,8 @@ def render(facts: dict, plan: list, records: list[dict], routes: dict, profiles:
         f"{facts['load_core']}",
         f"- Versions: Python {facts['python']}, Gatehouse {facts['gatehouse']}, "
         + ", ".join(f"{name} {version}" for name, version in facts["packages"].items()) + f"; {facts['wrk']}",
-        "- Gatehouse config: master-key auth on, access log at the default level (INFO, one line per request), "
+        "- Gatehouse config: called with a virtual key that has a budget and an rpm limit (cached key, admission, "
+        "shared counters), request logging and spend on, access log at the default level (INFO, one line per request), "
         "router retries on (num_retries 2), SQLite, no Redis",
         f"- Load average at start {facts['loadavg_start']}, at end {facts.get('loadavg_end')}; run took "
         f"{facts.get('duration_s', 0) // 60} min {facts.get('duration_s', 0) % 60} s",

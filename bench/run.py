@@ -1,9 +1,10 @@
 """Gatehouse benchmark: `make bench` (or `python bench/run.py [--quick] [--profile]`).
 
 Starts a fast fake OpenAI upstream (`fake_upstream.py`) and Gatehouse (`manage.py serve`, one gevent
-worker, pinned with taskset to one core, master-key auth on, access log at the default level), keeps
-the fake and every load generator on another core, and measures each scenario of issue 8 straight
-against the fake ("direct") and through Gatehouse, back to back, warmed up and repeated:
+worker, pinned with taskset to one core; called with a virtual key that has a budget and an rpm limit,
+request logging and spend on, access log at the default level), keeps the fake and every load
+generator on another core, and measures each scenario of issue 8 straight against the fake
+("direct") and through Gatehouse, back to back, warmed up and repeated:
 
   (a) overhead     non-stream chat, 0 ms upstream, concurrency 1 and 8 (wrk): added p50/p99
   (b) throughput   non-stream chat, 0 ms upstream, concurrency 64, 20 s (wrk): req/s, CPU µs/request

@@ -1,7 +1,8 @@
 """Gatehouse settings: one module, every value from the environment.
 
 Variables: DATABASE_URL, REDIS_URL, SECRET_KEY, DEBUG, GATEWAY_MASTER_KEY, GATEWAY_CONFIG, LOG_LEVEL,
-GATEWAY_STATE_DIR, GATEWAY_MAX_BODY_MB, GATEWAY_ALLOWED_HOSTS. See the README for each.
+GATEWAY_STATE_DIR, GATEWAY_MAX_BODY_MB, GATEWAY_ALLOWED_HOSTS, GATEWAY_KEY_CACHE_SECONDS,
+GATEWAY_KEY_MAINTENANCE_SECONDS (and GATEWAY_LOG_FLUSH_SECONDS, read by the gunicorn config). See the README.
 """
 from __future__ import annotations
 
@@ -178,6 +179,10 @@ GATEWAY_CONFIG = os.environ.get("GATEWAY_CONFIG", "")
 GATEWAY_MASTER_KEY = os.environ.get("GATEWAY_MASTER_KEY", "")
 # How often (seconds) a worker checks whether the deployment registry changed.
 GATEWAY_REGISTRY_CHECK_SECONDS = float(os.environ.get("GATEWAY_REGISTRY_CHECK_SECONDS", "0.5"))
+# How long a worker trusts a cached key without a version change (changes propagate within a second anyway).
+GATEWAY_KEY_CACHE_SECONDS = float(os.environ.get("GATEWAY_KEY_CACHE_SECONDS", "15"))
+# How often keys' last-use times are written, in one batch (0 turns the writer off).
+GATEWAY_KEY_MAINTENANCE_SECONDS = float(os.environ.get("GATEWAY_KEY_MAINTENANCE_SECONDS", "5"))
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
 LOGGING = {
