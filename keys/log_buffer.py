@@ -11,6 +11,11 @@ stops the flusher and writes the rest. When the database is unavailable the batc
 front of the buffer and the flusher retries with a growing pause; past `MAX_PENDING_ROWS` the oldest
 rows are dropped with an error log, so an outage costs bounded memory, never the worker.
 
+SQLite blocks the whole process while a query runs, and under gevent that means every request of
+the worker: there each batch is written from a native thread of gevent's pool (sqlite releases the
+GIL while it works), so the worker keeps serving during a flush. PostgreSQL waits are cooperative
+already and are written in place.
+
 The flusher is started by the server (`gunicorn.conf.py`'s `post_worker_init`), not on import: a
 process that never serves requests (a management command, a test run) never writes in the background.
 """
@@ -23,7 +28,9 @@ import threading
 import time
 from collections import deque
 
+import gevent
 from django.db import DatabaseError, InterfaceError, InternalError, OperationalError, ProgrammingError, connection
+from gevent import monkey
 
 from keys.spend import usage_records_write
 from keys.usage import UsageRecord
@@ -120,10 +127,24 @@ def _requeue(records: list[UsageRecord]) -> None:
     _buffer.pending.extendleft(reversed(records))
 
 
+def _store(records: list[UsageRecord]) -> None:
+    if connection.vendor == "sqlite" and monkey.is_module_patched("threading"):
+        gevent.get_hub().threadpool.apply(_store_in_native_thread, (records,))
+    else:
+        usage_records_write(records=records)
+
+
+def _store_in_native_thread(records: list[UsageRecord]) -> None:
+    try:
+        usage_records_write(records=records)
+    finally:
+        connection.close()  # this pool thread's own connection: never left open between flushes
+
+
 def _write(batch: list[UsageRecord]) -> int:
     """Write one batch; on an outage put back what was not written and re-raise."""
     try:
-        usage_records_write(records=batch)
+        _store(batch)
         return len(batch)
     except RETRYABLE_ERRORS:
         _requeue(batch)
@@ -137,7 +158,7 @@ def _write(batch: list[UsageRecord]) -> int:
     written = 0
     for position, record in enumerate(batch):
         try:
-            usage_records_write(records=[record])
+            _store([record])
             written += 1
         except RETRYABLE_ERRORS:
             _requeue(batch[position:])
