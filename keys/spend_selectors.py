@@ -20,7 +20,7 @@ from keys.tokens import key_digest, looks_like_plaintext
 
 # LiteLLM's names for the kinds of call, as its spend logs record them.
 CALL_TYPES = {"chat": "acompletion", "completions": "atext_completion", "embeddings": "aembedding",
-              "moderations": "amoderation"}
+              "moderations": "amoderation", "messages": "anthropic_messages", "count_tokens": "count_tokens"}
 LOG_FIELDS = ("request_id", "created_at", "key_id", "key_alias", "team_id", "user_id", "operation", "model_group",
               "deployment_id", "provider", "provider_model", "streamed", "status", "status_code", "error_type",
               "prompt_tokens", "completion_tokens", "total_tokens", "cost", "latency_ms", "time_to_first_token_ms",

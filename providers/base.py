@@ -105,6 +105,10 @@ class Provider:
 
     name: ClassVar[str] = ""
     operations: ClassVar[frozenset[str]] = frozenset()
+    # OpenAI request parameters this provider cannot honour (its API has no equivalent). The gateway
+    # answers 400 naming one of them, or removes them when `drop_params` is on (proxy_api/drop_params.py);
+    # an adapter never sees them silently ignored.
+    unsupported_params: ClassVar[frozenset[str]] = frozenset()
 
     def supports(self, operation: str) -> bool:
         return operation in self.operations
@@ -133,6 +137,14 @@ class Provider:
 
     def _unsupported(self, operation: str) -> UnsupportedOperationError:
         return UnsupportedOperationError(f"Provider '{self.name}' does not support {operation}.")
+
+
+def unsupported_in(provider: Provider, body: dict) -> list[str]:
+    """The parameters of `body` that `provider` cannot honour, in the body's order (empty for most calls)."""
+    unsupported = provider.unsupported_params
+    if not unsupported:
+        return []
+    return [name for name in body if name in unsupported]
 
 
 def outbound_body(body: dict, model: str) -> dict:

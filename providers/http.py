@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlencode
 
 import orjson
@@ -86,12 +87,13 @@ def send(
     body: bytes | None = None,
     params: dict[str, str] | None = None,
     first_byte_timeout: float | None = None,
+    error_mapper: Callable[[int, bytes, Any], ProviderError] | None = None,
 ) -> requests.Response:
     """Send one request and return the open response once its status is known (body not yet read).
 
-    A non-2xx status is turned into the matching `ProviderError` here, so callers only ever see
-    successful responses. `first_byte_timeout` bounds the wait for the status line; reading the
-    body is bounded by `iter_raw`.
+    A non-2xx status is turned into the matching `ProviderError` here (by `error_mapper` when the
+    provider's error bodies need their own reading), so callers only ever see successful responses.
+    `first_byte_timeout` bounds the wait for the status line; reading the body is bounded by `iter_raw`.
     """
     remaining = deadline.remaining()
     if remaining <= 0:
@@ -125,7 +127,7 @@ def send(
             payload = read_all(response, deadline)
         finally:
             response.close()
-        raise error_for_status(response.status_code, payload, response.headers)
+        raise (error_mapper or error_for_status)(response.status_code, payload, response.headers)
     return response
 
 

@@ -58,6 +58,8 @@ def count_tokens(text: str) -> int:
 class MockProvider(Provider):
     name = "mock"
     operations = frozenset({CHAT, COMPLETIONS, EMBEDDINGS, MODERATIONS})
+    # The mock invents text, not token probabilities: a caller asking for them is told so.
+    unsupported_params = frozenset({"logprobs", "top_logprobs"})
 
     # --- chat -------------------------------------------------------------------------------
     def chat(self, target, body, deadline):

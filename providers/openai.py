@@ -133,6 +133,9 @@ class TextCompletionOpenAIProvider(OpenAIProvider):
 
     name = "text-completion-openai"
     operations = frozenset({CHAT, COMPLETIONS})
+    # A prompt has no room for tools or a response format; a tool-less text answer would mislead the caller.
+    unsupported_params = frozenset({"tools", "tool_choice", "parallel_tool_calls", "functions", "function_call",
+                                    "response_format"})
 
     def chat(self, target, body, deadline):
         request = _completion_request_from_chat(body, target.model)

@@ -5,10 +5,13 @@ provider is one module plus one line here.
 """
 from __future__ import annotations
 
+from providers.anthropic import AnthropicProvider
 from providers.azure import AzureProvider
 from providers.base import Provider
+from providers.gemini import GeminiProvider
 from providers.mock import MockProvider
 from providers.openai import OpenAIProvider, TextCompletionOpenAIProvider
+from providers.vertex import VertexProvider
 
 _openai = OpenAIProvider()
 _ADAPTERS: dict[str, Provider] = {
@@ -18,6 +21,9 @@ _ADAPTERS: dict[str, Provider] = {
     "text-completion-openai": TextCompletionOpenAIProvider(),
     "azure": AzureProvider(),
     "mock": MockProvider(),
+    "gemini": GeminiProvider(),
+    "vertex_ai": VertexProvider(),
+    "anthropic": AnthropicProvider(),
 }
 
 # A model with no prefix (`gpt-4o`) is an OpenAI model, as in LiteLLM.

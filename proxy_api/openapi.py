@@ -49,6 +49,10 @@ ROUTING_FIELDS = {
     "num_retries": {"type": "integer", "minimum": 0, "maximum": 10},
     "fallbacks": {"type": "array", "items": {"type": "string", "minLength": 1},
                   "description": "Model groups to try, in order, when this one fails."},
+    "drop_params": {"type": "boolean",
+                    "description": "Drop parameters the chosen deployment's provider cannot honour instead of "
+                                   "answering 400 (`code: unsupported_parameter`). Overrides the deployment's and "
+                                   "the config's `drop_params`."},
 }
 TOOL_CALL = {
     "type": "object",
@@ -81,7 +85,9 @@ COMPONENTS: dict[str, dict] = {
         "type": "object",
         "description": "OpenAI's chat completion request. Parameters not listed are passed to the provider untouched.",
         "properties": {
-            "model": {"type": "string", "minLength": 1, "description": "A model group configured in Gatehouse."},
+            "model": {"type": "string", "minLength": 1,
+                      "description": "A model group configured in Gatehouse, or several separated by commas "
+                                     "(`a,b`) to ask each of them (the answer is then an array)."},
             "messages": {"type": "array", "minItems": 1, "items": CHAT_MESSAGE_IN},
             "stream": {"type": "boolean", "default": False},
             "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}},
@@ -132,6 +138,18 @@ COMPONENTS: dict[str, dict] = {
             "system_fingerprint": NULLABLE_STRING,
         },
         "required": ["id", "object", "created", "model", "choices"],
+    },
+    "ChatCompletionResponse": {
+        "description": "One chat completion; for a `model` naming several groups, an array of them.",
+        "oneOf": [{"$ref": "#/components/schemas/ChatCompletion"},
+                  {"$ref": "#/components/schemas/ChatCompletionFanout"}],
+    },
+    "ChatCompletionFanout": {
+        "type": "array",
+        "description": "One item per model named, in the same order: its chat completion, or its error envelope "
+                       "when that call failed (the others are unaffected).",
+        "items": {"oneOf": [{"$ref": "#/components/schemas/ChatCompletion"},
+                            {"$ref": "#/components/schemas/ErrorEnvelope"}]},
     },
     "ChatCompletionChunkStream": {
         "type": "string",
@@ -279,6 +297,22 @@ COMPONENTS: dict[str, dict] = {
         "required": ["status", "db", "version"],
     },
 }
+
+
+def _model_from_path(name: str) -> dict:
+    """An OpenAI request component for an Azure route, where the path names the model and `model` is optional."""
+    schema = COMPONENTS[name]
+    properties = {**schema["properties"],
+                  "model": {"type": "string", "description": "Ignored: the path's `{model}` names the model group."}}
+    return {**schema, "properties": properties, "required": [field for field in schema["required"] if field != "model"],
+            "description": f"As `{name}`, with the model group taken from the path."}
+
+
+COMPONENTS.update({
+    "AzureChatCompletionRequest": _model_from_path("ChatCompletionRequest"),
+    "AzureCompletionRequest": _model_from_path("CompletionRequest"),
+    "AzureEmbeddingRequest": _model_from_path("EmbeddingRequest"),
+})
 
 
 def error_response(description: str) -> OpenApiResponse:

@@ -19,6 +19,25 @@ for route, view, name in openai_routes:
     urlpatterns.append(path(f"v1/{route}", view.as_view(), name=f"v1-{name}"))
     urlpatterns.append(path(route, view.as_view(), name=name))
 
+# -- Anthropic Messages API (Anthropic's SDK always uses the /v1 prefix) --
+from proxy_api.views.messages import MessagesCountTokensView, MessagesView  # noqa: E402
+
+urlpatterns += [
+    path("v1/messages", MessagesView.as_view(), name="v1-messages"),
+    path("v1/messages/count_tokens", MessagesCountTokensView.as_view(), name="v1-messages-count-tokens"),
+]
+
+# -- Azure OpenAI routes: the path names the model group (`chat/completions` first: `{model}` may hold slashes) --
+from proxy_api.views import azure as _azure  # noqa: E402
+
+urlpatterns += [
+    path("openai/deployments/<path:model>/chat/completions", _azure.AzureChatCompletionsView.as_view(),
+         name="azure-chat-completions"),
+    path("openai/deployments/<path:model>/completions", _azure.AzureCompletionsView.as_view(),
+         name="azure-completions"),
+    path("openai/deployments/<path:model>/embeddings", _azure.AzureEmbeddingsView.as_view(), name="azure-embeddings"),
+]
+
 # Management API (model management, keys and teams, spend): each block owned by its module.
 # -- model management routes --
 from proxy_api.views import model_management as _models  # noqa: E402

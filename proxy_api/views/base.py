@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from rest_framework.views import APIView
 
-from proxy_api.relay import ProxyCall, finish_failed_call
+from proxy_api.calls import ProxyCall, finish_failed_call
 from proxy_api.rendering import EventStreamRenderer, GatewayContentNegotiation, OrjsonRenderer
 
 

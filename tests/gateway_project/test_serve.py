@@ -54,7 +54,8 @@ def _write(tmp_path: Path, content) -> Path:
         pytest.param({"model_list": [{"model_name": "claude", "litellm_params": {"model": "bedrock/claude"}}],
                       "general_settings": {"master_key": MASTER_KEY}},
                      "model_list[0] (model_name 'claude'): provider 'bedrock' of 'bedrock/claude' is not supported "
-                     "(known: azure, hosted_vllm, mock, openai, openai_like, text-completion-openai)",
+                     "(known: anthropic, azure, gemini, hosted_vllm, mock, openai, openai_like, "
+                     "text-completion-openai, vertex_ai)",
                      id="unknown-provider"),
         pytest.param({"model_list": [MOCK_ENTRY], "router_settings": {"routing_strategy": "fastest"},
                       "general_settings": {"master_key": MASTER_KEY}},

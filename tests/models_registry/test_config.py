@@ -430,7 +430,8 @@ INVALID_CONFIGS = [
                  id="missing-model"),
     pytest.param({"model_list": [{"model_name": "x", "litellm_params": {"model": "bedrock/claude-3"}}]},
                  "model_list[0] (model_name 'x'): provider 'bedrock' of 'bedrock/claude-3' is not supported "
-                 "(known: azure, hosted_vllm, mock, openai, openai_like, text-completion-openai)",
+                 "(known: anthropic, azure, gemini, hosted_vllm, mock, openai, openai_like, text-completion-openai, "
+                 "vertex_ai)",
                  id="unknown-provider-prefix"),
     pytest.param({"model_list": [{"model_name": "x", "litellm_params": {"model": "openai/"}}]},
                  "model_list[0] (model_name 'x'): litellm_params.model 'openai/' names no model after the provider",

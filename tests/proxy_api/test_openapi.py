@@ -17,7 +17,8 @@ ERROR_ENVELOPE = {"$ref": "#/components/schemas/ErrorEnvelope"}
 PROXY_ERRORS = {"400", "401", "404", "413", "429", "502", "503", "504"}
 # path, method, operationId, request component, 200 component, error statuses
 OPERATIONS = [
-    ("/v1/chat/completions", "post", "create_chat_completion", "ChatCompletionRequest", "ChatCompletion", PROXY_ERRORS),
+    ("/v1/chat/completions", "post", "create_chat_completion", "ChatCompletionRequest", "ChatCompletionResponse",
+     PROXY_ERRORS),
     ("/v1/completions", "post", "create_completion", "CompletionRequest", "Completion", PROXY_ERRORS),
     ("/v1/embeddings", "post", "create_embedding", "EmbeddingRequest", "EmbeddingList", PROXY_ERRORS),
     ("/v1/moderations", "post", "create_moderation", "ModerationRequest", "ModerationResponse", PROXY_ERRORS),
@@ -35,6 +36,21 @@ OPERATIONS = [
     ("/v1/model/info", "get", "model_info", None, "ModelInfoList", {"401", "404"}),
     ("/model_group/info", "get", "model_group_info", None, "ModelGroupInfoList", {"401"}),
     ("/health", "get", "health_deployments", None, "HealthReport", {"401", "403"}),
+    # Azure OpenAI routes (engineer G)
+    ("/openai/deployments/{model}/chat/completions", "post", "azure_create_chat_completion",
+     "AzureChatCompletionRequest", "ChatCompletion", PROXY_ERRORS),
+    ("/openai/deployments/{model}/completions", "post", "azure_create_completion", "AzureCompletionRequest",
+     "Completion", PROXY_ERRORS),
+    ("/openai/deployments/{model}/embeddings", "post", "azure_create_embedding", "AzureEmbeddingRequest",
+     "EmbeddingList", PROXY_ERRORS),
+]
+
+# The Anthropic surface (engineer G): Anthropic's own error shape instead of OpenAI's envelope.
+ANTHROPIC_ERRORS = {"400", "401", "403", "404", "413", "429", "502", "503", "504"}
+ANTHROPIC_OPERATIONS = [
+    ("/v1/messages", "post", "create_message", "AnthropicMessagesRequest", "AnthropicMessage", ANTHROPIC_ERRORS),
+    ("/v1/messages/count_tokens", "post", "count_message_tokens", "AnthropicCountTokensRequest",
+     "AnthropicTokenCount", ANTHROPIC_ERRORS),
 ]
 
 
@@ -56,7 +72,8 @@ def test_the_schema_validates_without_warnings(schema):
 
 
 def test_exactly_the_api_routes_are_documented(schema):
-    expected = {(path, method) for path, method, *_ in OPERATIONS + KEY_OPERATIONS} | {("/spend/logs", "get")}
+    expected = {(path, method) for path, method, *_ in OPERATIONS + KEY_OPERATIONS + ANTHROPIC_OPERATIONS} | {
+        ("/spend/logs", "get")}
     assert {(path, method) for path, methods in schema["paths"].items() for method in methods} == expected
 
 
@@ -84,6 +101,60 @@ def test_each_operation_documents_request_answer_and_errors(schema, path, method
         response = operation["responses"][status]
         assert response["content"] == {"application/json": {"schema": ERROR_ENVELOPE}}, (path, status)
         assert response["description"]
+
+
+@pytest.mark.parametrize(("path", "method", "operation_id", "request_name", "response_name", "errors"),
+                         ANTHROPIC_OPERATIONS)
+def test_the_anthropic_operations_document_anthropics_shapes(schema, path, method, operation_id, request_name,
+                                                             response_name, errors):
+    operation = schema["paths"][path][method]
+    assert operation["operationId"] == operation_id
+    assert operation["requestBody"] == {"content": {"application/json": {"schema": component(request_name)}},
+                                        "required": True}
+    assert operation["responses"]["200"]["content"]["application/json"] == {"schema": component(response_name)}
+    assert {status for status in operation["responses"] if status.startswith(("4", "5"))} == errors
+    for status in errors:
+        response = operation["responses"][status]
+        assert response["content"] == {"application/json": {"schema": component("AnthropicError")}}, (path, status)
+        assert response["description"]
+    error = schema["components"]["schemas"]["AnthropicError"]
+    assert error["required"] == ["type", "error"]
+    assert error["properties"]["error"]["required"] == ["type", "message"]
+
+
+def test_the_messages_endpoint_documents_anthropics_event_stream(schema):
+    content = schema["paths"]["/v1/messages"]["post"]["responses"]["200"]["content"]
+    assert content["text/event-stream"] == {"schema": component("AnthropicMessageStream")}
+    assert schema["components"]["schemas"]["AnthropicMessagesRequest"]["required"] == ["model", "max_tokens",
+                                                                                       "messages"]
+
+
+def test_chat_completions_document_the_fanout_array(schema):
+    components = schema["components"]["schemas"]
+    assert components["ChatCompletionResponse"]["oneOf"] == [component("ChatCompletion"),
+                                                             component("ChatCompletionFanout")]
+    fanout = components["ChatCompletionFanout"]
+    assert fanout["type"] == "array"
+    assert fanout["items"] == {"oneOf": [component("ChatCompletion"), component("ErrorEnvelope")]}
+
+
+@pytest.mark.parametrize("path", ["/openai/deployments/{model}/chat/completions",
+                                  "/openai/deployments/{model}/completions", "/openai/deployments/{model}/embeddings"])
+def test_the_azure_routes_document_the_model_path_and_api_version(schema, path):
+    parameters = {(parameter["name"], parameter["in"]): parameter for parameter in schema["paths"][path]["post"]
+                  ["parameters"]}
+    assert set(parameters) == {("model", "path"), ("api-version", "query")}
+    assert parameters[("model", "path")]["required"] is True
+    assert parameters[("api-version", "query")].get("required", False) is False
+
+
+@pytest.mark.parametrize(("name", "openai_name"), [("AzureChatCompletionRequest", "ChatCompletionRequest"),
+                                                   ("AzureCompletionRequest", "CompletionRequest"),
+                                                   ("AzureEmbeddingRequest", "EmbeddingRequest")])
+def test_azure_requests_take_the_model_from_the_path(schema, name, openai_name):
+    components = schema["components"]["schemas"]
+    assert "model" not in components[name]["required"]
+    assert components[name]["required"] == [field for field in components[openai_name]["required"] if field != "model"]
 
 
 @pytest.mark.parametrize(("path", "stream_component"), [("/v1/chat/completions", "ChatCompletionChunkStream"),

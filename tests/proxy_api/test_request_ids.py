@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 
-from proxy_api.relay import new_request_id
+from proxy_api.calls import new_request_id
 from tests.support.server import REPO_ROOT
 
 REQUEST_ID = re.compile(r"req_[0-9a-f]{24}")
@@ -22,7 +22,7 @@ def test_a_forked_worker_draws_its_own_prefix():
     """gunicorn forks its workers from one master: each must not continue the parent's sequence."""
     parent = new_request_id()
     code = ("import os, sys; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'gateway_project.settings');"
-            "import django; django.setup(); from proxy_api.relay import new_request_id\n"
+            "import django; django.setup(); from proxy_api.calls import new_request_id\n"
             "first = new_request_id(); pid = os.fork()\n"
             "if pid == 0:\n    print(new_request_id(), flush=True); os._exit(0)\n"
             "os.waitpid(pid, 0); print(first); print(new_request_id())")

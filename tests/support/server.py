@@ -82,6 +82,9 @@ def start_gateway(directory: Path, config: dict, *, workers: int = 1, env: dict 
         "GATEWAY_STATE_DIR": str(directory / "state"),
         "LOG_LEVEL": environment.get("GATEWAY_TEST_LOG_LEVEL", "INFO"),
         "PYTHONUNBUFFERED": "1",
+        # Idle keep-alive connections of the test's clients would hold a graceful stop for the full
+        # keep-alive (10 s by default); tests that measure keep-alive set their own.
+        "GATEWAY_KEEPALIVE": "1",
     })
     environment.pop("GATEWAY_MASTER_KEY", None)
     database_url = os.environ.get("DATABASE_URL", "")

@@ -1,0 +1,217 @@
+"""Anthropic's Messages API, behind OpenAI's chat format and natively for the `/v1/messages` surface.
+
+`litellm_params.model: anthropic/<model>` names the Claude model. `api_key` is sent as `x-api-key`;
+`api_base` (default `https://api.anthropic.com`, with or without `/v1` or `/v1/messages`) points at
+Anthropic or anything that speaks its API. The `anthropic-version` header is `2023-06-01` unless the
+deployment sets `api_version` (or the header itself in `extra_headers`, which always wins). A
+deployment's `max_tokens` replaces the default sent when a request names none.
+
+Chat requests are translated both ways (`translate/anthropic.py`, `translate/anthropic_stream.py`).
+`messages`, `messages_stream` and `count_tokens` relay Anthropic's own format untouched, so an
+Anthropic client reaching an Anthropic deployment pays for no translation at all.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from typing import ClassVar
+
+import orjson
+import requests
+
+from providers.base import CHAT, GATEWAY_ONLY_FIELDS, DeploymentTarget, Provider, UpstreamResponse, UpstreamStream
+from providers.errors import UpstreamConnectionError, UpstreamServerError
+from providers.http import Deadline, iter_sse_events, read_all, send, sse_data
+from providers.translate.anthropic import (
+    DEFAULT_MAX_TOKENS,
+    UNSUPPORTED_FIELDS,
+    answer_tool_requested,
+    chat_completion,
+    messages_request,
+)
+from providers.translate.anthropic_errors import error_for_response, error_from_type
+from providers.translate.anthropic_stream import ChunkTranslator
+
+ANTHROPIC_API_BASE = "https://api.anthropic.com"
+DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
+# Headers an Anthropic client may send that change what the API does; the `/v1/messages` surface forwards them.
+FORWARDED_CLIENT_HEADERS = ("anthropic-beta", "anthropic-version")
+# Generation settings the token-counting endpoint refuses; a client reusing a Messages body may send them.
+NOT_COUNTED_FIELDS = frozenset({"max_tokens", "stream", "stop_sequences", "temperature", "top_p", "top_k",
+                                "metadata", "service_tier"})
+
+
+class AnthropicProvider(Provider):
+    """Claude models on Anthropic's API (or a server that speaks it at `api_base`)."""
+
+    name = "anthropic"
+    operations = frozenset({CHAT})
+    unsupported_params: ClassVar[frozenset[str]] = UNSUPPORTED_FIELDS
+
+    # --- plumbing --------------------------------------------------------------------------------
+    def url(self, target: DeploymentTarget, path: str = "messages") -> str:
+        """`<api_base>/v1/<path>`; an `api_base` written with `/v1` or `/v1/messages` (as LiteLLM allows) works too."""
+        base = (target.api_base or ANTHROPIC_API_BASE).rstrip("/")
+        for suffix in ("/messages", "/v1"):
+            if base.endswith(suffix):
+                base = base[: -len(suffix)]
+        return f"{base}/v1/{path}"
+
+    def headers(self, target: DeploymentTarget, client_headers: Mapping[str, str] | None = None) -> dict[str, str]:
+        headers = {"Content-Type": "application/json",
+                   "anthropic-version": target.api_version or DEFAULT_ANTHROPIC_VERSION}
+        if target.api_key:
+            headers["x-api-key"] = target.api_key
+        if client_headers:
+            for name in FORWARDED_CLIENT_HEADERS:
+                value = client_headers.get(name)
+                if value:
+                    headers[name] = value
+        extra = target.params.get("extra_headers")
+        if isinstance(extra, dict):
+            headers.update({str(key): str(value) for key, value in extra.items()})
+        return headers
+
+    def _post(self, target: DeploymentTarget, path: str, payload: dict, deadline: Deadline, *,
+              first_chunk_timeout: float | None = None,
+              client_headers: Mapping[str, str] | None = None) -> requests.Response:
+        return send("POST", self.url(target, path), headers=self.headers(target, client_headers),
+                    body=orjson.dumps(payload), deadline=deadline, first_byte_timeout=first_chunk_timeout,
+                    error_mapper=error_for_response)
+
+    def _call(self, target: DeploymentTarget, path: str, payload: dict, deadline: Deadline,
+              client_headers: Mapping[str, str] | None = None) -> UpstreamResponse:
+        response = self._post(target, path, payload, deadline, client_headers=client_headers)
+        return UpstreamResponse.from_upstream(read_all(response, deadline))
+
+    # --- OpenAI chat ---------------------------------------------------------------------------
+    def chat(self, target, body, deadline):
+        """An OpenAI chat completion, answered by the Messages API and translated back."""
+        request = messages_request(body, target.model, default_max_tokens=self._default_max_tokens(target))
+        answer = self._call(target, "messages", request, deadline)
+        return UpstreamResponse.from_object(chat_completion(answer.parsed, answer_tool=answer_tool_requested(body)))
+
+    def chat_stream(self, target, body, deadline, first_chunk_timeout):
+        """OpenAI chunks translated from Anthropic's events as each arrives; usage last when asked for."""
+        request = messages_request(body, target.model, default_max_tokens=self._default_max_tokens(target))
+        request["stream"] = True
+        response = self._post(target, "messages", request, deadline, first_chunk_timeout=first_chunk_timeout)
+        options = body.get("stream_options")
+        translator = ChunkTranslator(answer_tool=answer_tool_requested(body),
+                                     include_usage=isinstance(options, dict) and options.get("include_usage") is True)
+        events = _parsed_events(response, deadline, first_chunk_timeout)
+        return UpstreamStream(translator.chunks(events), close=response.close)
+
+    def _default_max_tokens(self, target: DeploymentTarget) -> int:
+        configured = target.params.get("max_tokens")
+        if isinstance(configured, str) and configured.isdigit():
+            configured = int(configured)
+        return configured if isinstance(configured, int) and configured > 0 else DEFAULT_MAX_TOKENS
+
+    # --- Anthropic's own format (the `/v1/messages` surface) -------------------------------------
+    def messages(self, target: DeploymentTarget, body: dict, deadline: Deadline, *,
+                 client_headers: Mapping[str, str] | None = None) -> UpstreamResponse:
+        """`POST /v1/messages` with an Anthropic-format body; the answer is Anthropic's JSON, byte for byte.
+
+        The model is replaced by the deployment's and gateway-only fields are dropped (`metadata`
+        keeps only Anthropic's `user_id`). `client_headers` (lower-case names, or a case-insensitive
+        mapping such as Django's `request.headers`) may carry the client's `anthropic-beta` and
+        `anthropic-version`: only those two are forwarded, the deployment's `extra_headers` still
+        win. Errors are raised as `ProviderError`s, exactly as for chat.
+        """
+        payload = native_body(body, target.model)
+        payload.pop("stream", None)
+        return self._call(target, "messages", payload, deadline, client_headers)
+
+    def messages_stream(self, target: DeploymentTarget, body: dict, deadline: Deadline,
+                        first_chunk_timeout: float | None, *,
+                        client_headers: Mapping[str, str] | None = None) -> UpstreamStream:
+        """A streamed `POST /v1/messages`: `chunks` yields each upstream SSE frame as complete bytes
+        (`event: ...\\ndata: ...\\n\\n`, line endings normalised to `\\n`), to be relayed untouched.
+
+        The iterator ends after `message_stop`. An `error` event is not relayed: it is raised as the
+        matching `ProviderError` (before the first frame the router may then retry), like a stream
+        that ends without `message_stop` (`UpstreamConnectionError`). The caller reads usage from the
+        `message_start` and `message_delta` frames (`translate.anthropic.openai_usage` maps it).
+        """
+        payload = native_body(body, target.model)
+        payload["stream"] = True
+        response = self._post(target, "messages", payload, deadline, first_chunk_timeout=first_chunk_timeout,
+                              client_headers=client_headers)
+        return UpstreamStream(_native_frames(response, deadline, first_chunk_timeout), close=response.close)
+
+    def count_tokens(self, target: DeploymentTarget, body: dict, deadline: Deadline, *,
+                     client_headers: Mapping[str, str] | None = None) -> UpstreamResponse:
+        """`POST /v1/messages/count_tokens`: Anthropic's `{"input_tokens": n}` for a Messages body.
+
+        Generation-only fields (`max_tokens`, `stream`, `temperature`, ...) are dropped, since the
+        counting endpoint refuses them and clients often reuse the body they are about to send.
+        """
+        payload = {name: value for name, value in native_body(body, target.model).items()
+                   if name not in NOT_COUNTED_FIELDS}
+        return self._call(target, "messages/count_tokens", payload, deadline, client_headers)
+
+
+def native_body(body: dict, model: str) -> dict:
+    """An Anthropic-format body as the deployment should see it: its model, no gateway-only fields."""
+    payload = {name: value for name, value in body.items() if name not in GATEWAY_ONLY_FIELDS}
+    payload["model"] = model
+    metadata = body.get("metadata")
+    if isinstance(metadata, dict) and metadata.get("user_id"):
+        payload["metadata"] = {"user_id": metadata["user_id"]}
+    return payload
+
+
+def _parsed_events(response: requests.Response, deadline: Deadline, idle_timeout: float | None) -> Iterator[dict]:
+    """Each SSE event's JSON payload, parsed once; the connection is closed when iteration stops."""
+    try:
+        for event in iter_sse_events(response, deadline, idle_timeout):
+            data = sse_data(event)
+            if not data:
+                continue
+            try:
+                parsed = orjson.loads(data)
+            except orjson.JSONDecodeError:
+                raise UpstreamServerError("The upstream provider sent a stream event that is not JSON.") from None
+            if isinstance(parsed, dict):
+                yield parsed
+    finally:
+        response.close()
+
+
+def _native_frames(response: requests.Response, deadline: Deadline, idle_timeout: float | None) -> Iterator[bytes]:
+    """Anthropic's frames as they came, read by their `event:` line alone (no JSON parse per frame)."""
+    try:
+        for event in iter_sse_events(response, deadline, idle_timeout):
+            name = _event_name(event)
+            if name == b"error":
+                raise _event_error(event)
+            yield event + b"\n\n"
+            if name == b"message_stop":
+                return
+        raise UpstreamConnectionError("The upstream stream ended before it was complete.")
+    finally:
+        response.close()
+
+
+def _event_name(event: bytes) -> bytes | None:
+    """The `event:` line's value (Anthropic always sends it first); the payload's `type` otherwise."""
+    if event.startswith(b"event:"):
+        line = event.split(b"\n", 1)[0]
+        return line[6:].strip()
+    try:
+        parsed = orjson.loads(sse_data(event) or b"")
+    except orjson.JSONDecodeError:
+        return None
+    kind = parsed.get("type") if isinstance(parsed, dict) else None
+    return kind.encode() if isinstance(kind, str) else None
+
+
+def _event_error(event: bytes) -> Exception:
+    data = sse_data(event) or b""
+    try:
+        parsed = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        parsed = {}
+    error = parsed.get("error") if isinstance(parsed, dict) else None
+    error = error if isinstance(error, dict) else {}
+    return error_from_type(error.get("type"), error.get("message"))
