@@ -2,10 +2,12 @@
 
 Variables: DATABASE_URL, REDIS_URL, SECRET_KEY, DEBUG, GATEWAY_MASTER_KEY, GATEWAY_CONFIG, LOG_LEVEL,
 GATEWAY_STATE_DIR, GATEWAY_MAX_BODY_MB, GATEWAY_ALLOWED_HOSTS, GATEWAY_KEY_CACHE_SECONDS,
-GATEWAY_KEY_MAINTENANCE_SECONDS (and GATEWAY_LOG_FLUSH_SECONDS, read by the gunicorn config). See the README.
+GATEWAY_KEY_MAINTENANCE_SECONDS, GATEWAY_FILE_STORAGE, GATEWAY_MAX_FILE_MB,
+GATEWAY_FILE_MAINTENANCE_SECONDS (and GATEWAY_LOG_FLUSH_SECONDS, read by the gunicorn config). See the README.
 """
 from __future__ import annotations
 
+import json
 import os
 from urllib.parse import parse_qsl, unquote, urlsplit
 
@@ -79,6 +81,7 @@ INSTALLED_APPS = [
     "gateway_project",
     "models_registry",
     "keys",
+    "files_registry",
     "proxy_api",
 ]
 
@@ -124,6 +127,37 @@ else:
 # Real chat payloads (images as data URLs, long contexts) are large; past this a request gets a 413 envelope.
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(float(os.environ.get("GATEWAY_MAX_BODY_MB", "64")) * 1024 * 1024)
 FILE_UPLOAD_HANDLERS = ["django.core.files.uploadhandler.TemporaryFileUploadHandler"]
+
+
+def _file_storage() -> dict:
+    """Where managed files' bytes live: local disk under the state directory, or what GATEWAY_FILE_STORAGE names.
+
+    GATEWAY_FILE_STORAGE is a JSON object in Django's STORAGES form, e.g. for S3 with django-storages:
+    {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": {"bucket_name": "gatehouse-files"}}.
+    """
+    raw = os.environ.get("GATEWAY_FILE_STORAGE", "").strip()
+    if not raw:
+        return {"BACKEND": "django.core.files.storage.FileSystemStorage",
+                "OPTIONS": {"location": str(STATE_DIR / "files"), "file_permissions_mode": 0o600,
+                            "directory_permissions_mode": 0o700}}
+    try:
+        configured = json.loads(raw)
+    except ValueError as error:
+        raise ImproperlyConfigured(f"GATEWAY_FILE_STORAGE is not valid JSON: {error}") from error
+    if not isinstance(configured, dict) or not isinstance(configured.get("BACKEND"), str):
+        raise ImproperlyConfigured('GATEWAY_FILE_STORAGE must be a JSON object with a "BACKEND" (and "OPTIONS").')
+    return {"BACKEND": configured["BACKEND"], "OPTIONS": dict(configured.get("OPTIONS") or {})}
+
+
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    "managed_files": _file_storage(),
+}
+# The largest file `POST /v1/files` accepts (its bytes go to a temporary file, then to storage, in chunks).
+GATEWAY_MAX_FILE_MB = float(os.environ.get("GATEWAY_MAX_FILE_MB", "512"))
+# How often each worker retries deleting provider copies whose deletion failed (0 turns it off).
+GATEWAY_FILE_MAINTENANCE_SECONDS = float(os.environ.get("GATEWAY_FILE_MAINTENANCE_SECONDS", "60"))
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -15,6 +15,12 @@ serve it.
 
 The call's slot stays held after `route` returns: `RouteOutcome.finish` gives it back when the call
 is really over (a stream's last byte), with the tokens it used.
+
+`prefer_deployments` (a request that quotes managed files: the deployments already holding a copy of
+every one) narrows the strategy's choice within the chosen `order` tier to those deployments while any
+of them is usable; when none is (cooling down, at its limits, or already failed for this request),
+the others of the tier are chosen as usual and receive their copy on first use. The operator's tiers
+still come first: a cheaper copy never outranks a preferred tier.
 """
 from __future__ import annotations
 
@@ -99,11 +105,13 @@ def route(
     num_retries: int | None = None,
     fallbacks: list[str] | None = None,
     disable_fallbacks: bool = False,
+    prefer_deployments: frozenset[str] | None = None,
 ) -> tuple[Result, RouteOutcome]:
     """Run `call` against deployments of `model_group` (then its fallbacks) until one succeeds.
 
     `num_retries` and `fallbacks` are the request's own (they replace the configured ones);
-    `disable_fallbacks` (from the key's metadata) keeps the request on its own group.
+    `disable_fallbacks` (from the key's metadata) keeps the request on its own group;
+    `prefer_deployments` are tried first within the chosen tier, in every group, while any is usable.
     """
     snapshot = current_snapshot()
     if not snapshot.group(model_group):
@@ -117,7 +125,8 @@ def route(
             f"The model `{model_group}` does not support {operation}.", param="model", code="unsupported_model"
         )
     try:
-        return _answered(_attempt_group(model_group, candidates, call, deadline, settings, num_retries, spent),
+        return _answered(_attempt_group(model_group, candidates, call, deadline, settings, num_retries, spent,
+                                        prefer_deployments),
                          model_group, 0, spent)
     except _GroupExhaustedError as exhausted:
         error = exhausted.error
@@ -128,7 +137,8 @@ def route(
         if not candidates:
             continue
         try:
-            return _answered(_attempt_group(group, candidates, call, deadline, settings, num_retries, spent),
+            return _answered(_attempt_group(group, candidates, call, deadline, settings, num_retries, spent,
+                                            prefer_deployments),
                              group, position, spent)
         except _GroupExhaustedError as exhausted:
             # The last upstream answer is the one to relay; "nothing was available" in a fallback group
@@ -150,7 +160,8 @@ def _answered(found, group: str, position: int, spent: _Attempts):
 
 
 def _attempt_group(group: str, candidates: list[RoutableDeployment], call: Call, deadline: Deadline,
-                   settings: RouterSettings, requested_retries: int | None, spent: _Attempts):
+                   settings: RouterSettings, requested_retries: int | None, spent: _Attempts,
+                   prefer: frozenset[str] | None = None):
     """Attempts within one group until one succeeds; returns (result, deployment, slot)."""
     strategy = settings.routing_strategy
     failed: set[str] = set()
@@ -178,7 +189,7 @@ def _attempt_group(group: str, candidates: list[RoutableDeployment], call: Call,
                     break
                 time.sleep(pause)
         deployment = strategies.pick(pool, strategy=strategy, values=view.values, usage=view.usage,
-                                     args=settings.routing_strategy_args)
+                                     args=settings.routing_strategy_args, prefer=prefer)
         slot = deployment_limits.slot_take(deployment, strategy)
         if slot is None:
             lost_race.add(deployment.id)

@@ -41,12 +41,21 @@ def strategy_keys(deployments: Sequence[RoutableDeployment], strategy: str) -> l
 
 
 def pick(deployments: Sequence[RoutableDeployment], *, strategy: str, values: Mapping[str, int],
-         usage: Mapping[str, Usage], args: Mapping[str, object]) -> RoutableDeployment:
-    """One deployment of the lowest `order` tier among `deployments` (all usable), chosen by `strategy`."""
+         usage: Mapping[str, Usage], args: Mapping[str, object],
+         prefer: frozenset[str] | None = None) -> RoutableDeployment:
+    """One deployment of the lowest `order` tier among `deployments` (all usable), chosen by `strategy`.
+
+    When some deployments of that tier are in `prefer` (they hold the request's files already), the
+    strategy chooses among those alone; the tier itself is still the lowest usable one.
+    """
     if len(deployments) == 1:
         return deployments[0]
     tier = min(deployment.order for deployment in deployments)
     tiered = [deployment for deployment in deployments if deployment.order == tier]
+    if prefer:
+        preferred = [deployment for deployment in tiered if deployment.id in prefer]
+        if preferred:
+            tiered = preferred
     if len(tiered) == 1:
         return tiered[0]
     if strategy == RoutingStrategy.LEAST_BUSY:

@@ -9,24 +9,33 @@ deployment's `max_tokens` replaces the default sent when a request names none.
 Chat requests are translated both ways (`translate/anthropic.py`, `translate/anthropic_stream.py`).
 `messages`, `messages_stream` and `count_tokens` relay Anthropic's own format untouched, so an
 Anthropic client reaching an Anthropic deployment pays for no translation at all.
+
+Managed files: every Anthropic deployment holds its copies in Anthropic's Files API (a beta:
+`anthropic-beta: files-api-2025-04-14` on the upload, the delete and every Messages call that quotes
+a file). A chat part for such a copy becomes a `document` (or `image`) block whose source is the
+file id. Uploads are always on: a deployment whose account lacks the beta fails its copy visibly
+(recorded per deployment by the files registry) rather than silently inlining the bytes.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from typing import ClassVar
+from collections.abc import Iterable, Iterator, Mapping
+from typing import BinaryIO, ClassVar
+from urllib.parse import quote
 
 import orjson
 import requests
 
 from providers.base import CHAT, GATEWAY_ONLY_FIELDS, DeploymentTarget, Provider, UpstreamResponse, UpstreamStream
-from providers.errors import UpstreamConnectionError, UpstreamServerError
-from providers.http import Deadline, iter_sse_events, read_all, send, sse_data
+from providers.errors import UpstreamConnectionError, UpstreamNotFoundError, UpstreamServerError
+from providers.files import ProviderFileRef
+from providers.http import Deadline, iter_sse_events, multipart_body, read_all, send, sse_data
 from providers.translate.anthropic import (
     DEFAULT_MAX_TOKENS,
     UNSUPPORTED_FIELDS,
     answer_tool_requested,
     chat_completion,
     messages_request,
+    uses_files_api,
 )
 from providers.translate.anthropic_errors import error_for_response, error_from_type
 from providers.translate.anthropic_stream import ChunkTranslator
@@ -35,6 +44,8 @@ ANTHROPIC_API_BASE = "https://api.anthropic.com"
 DEFAULT_ANTHROPIC_VERSION = "2023-06-01"
 # Headers an Anthropic client may send that change what the API does; the `/v1/messages` surface forwards them.
 FORWARDED_CLIENT_HEADERS = ("anthropic-beta", "anthropic-version")
+# The beta flag Anthropic's Files API (and any message quoting one of its files) requires.
+FILES_BETA = "files-api-2025-04-14"
 # Generation settings the token-counting endpoint refuses; a client reusing a Messages body may send them.
 NOT_COUNTED_FIELDS = frozenset({"max_tokens", "stream", "stop_sequences", "temperature", "top_p", "top_k",
                                 "metadata", "service_tier"})
@@ -56,7 +67,10 @@ class AnthropicProvider(Provider):
                 base = base[: -len(suffix)]
         return f"{base}/v1/{path}"
 
-    def headers(self, target: DeploymentTarget, client_headers: Mapping[str, str] | None = None) -> dict[str, str]:
+    def headers(self, target: DeploymentTarget, client_headers: Mapping[str, str] | None = None,
+                betas: Iterable[str] = ()) -> dict[str, str]:
+        """Version, key, the client's forwarded headers, the deployment's `extra_headers` (which win),
+        then `betas` the call itself needs, added to whatever `anthropic-beta` list is already there."""
         headers = {"Content-Type": "application/json",
                    "anthropic-version": target.api_version or DEFAULT_ANTHROPIC_VERSION}
         if target.api_key:
@@ -69,12 +83,15 @@ class AnthropicProvider(Provider):
         extra = target.params.get("extra_headers")
         if isinstance(extra, dict):
             headers.update({str(key): str(value) for key, value in extra.items()})
+        for beta in betas:
+            _add_beta(headers, beta)
         return headers
 
     def _post(self, target: DeploymentTarget, path: str, payload: dict, deadline: Deadline, *,
               first_chunk_timeout: float | None = None,
               client_headers: Mapping[str, str] | None = None) -> requests.Response:
-        return send("POST", self.url(target, path), headers=self.headers(target, client_headers),
+        betas = (FILES_BETA,) if uses_files_api(payload.get("messages")) else ()
+        return send("POST", self.url(target, path), headers=self.headers(target, client_headers, betas),
                     body=orjson.dumps(payload), deadline=deadline, first_byte_timeout=first_chunk_timeout,
                     error_mapper=error_for_response)
 
@@ -82,6 +99,45 @@ class AnthropicProvider(Provider):
               client_headers: Mapping[str, str] | None = None) -> UpstreamResponse:
         response = self._post(target, path, payload, deadline, client_headers=client_headers)
         return UpstreamResponse.from_upstream(read_all(response, deadline))
+
+    # --- files (Anthropic's Files API, beta) ---------------------------------------------------
+    supports_files: ClassVar[bool] = True
+
+    def file_upload(self, target: DeploymentTarget, *, content: BinaryIO, size: int, filename: str, purpose: str,
+                    mime_type: str, deadline: Deadline) -> ProviderFileRef:
+        """`POST /v1/files` with the file alone (Anthropic has no purposes), streamed; the answer's `id` is the copy."""
+        body = multipart_body([], file_field="file", filename=filename, content=content, size=size,
+                              mime_type=mime_type)
+        response = send("POST", self.url(target, "files"), headers=self._file_headers(target), body=body,
+                        deadline=deadline, error_mapper=error_for_response)
+        uploaded = UpstreamResponse.from_upstream(read_all(response, deadline)).parsed
+        file_id = uploaded.get("id")
+        if not isinstance(file_id, str) or not file_id:
+            raise UpstreamServerError("The upstream provider accepted the file but returned no file id.")
+        return ProviderFileRef(file_id=file_id, uri=None, mime_type=mime_type)
+
+    def file_delete(self, target: DeploymentTarget, ref: ProviderFileRef, deadline: Deadline) -> None:
+        """`DELETE /v1/files/<id>`; Anthropic's 404 means the copy is already gone."""
+        if not ref.file_id:
+            return
+        try:
+            response = send("DELETE", self.url(target, f"files/{quote(ref.file_id, safe='')}"),
+                            headers=self._file_headers(target), deadline=deadline, error_mapper=error_for_response)
+        except UpstreamNotFoundError:
+            return
+        read_all(response, deadline)
+
+    def file_part(self, ref: ProviderFileRef, part: dict) -> dict:
+        """A `file_id` part with its type in `format`: the translation makes it a document (or image) block."""
+        resolved = {"type": "file", "file": {"file_id": ref.file_id, "format": ref.mime_type}}
+        if "cache_control" in part:
+            resolved["cache_control"] = part["cache_control"]
+        return resolved
+
+    def _file_headers(self, target: DeploymentTarget) -> dict[str, str]:
+        headers = self.headers(target, betas=(FILES_BETA,))
+        headers.pop("Content-Type", None)  # a multipart body sets its own; a DELETE has none
+        return headers
 
     # --- OpenAI chat ---------------------------------------------------------------------------
     def chat(self, target, body, deadline):
@@ -149,6 +205,14 @@ class AnthropicProvider(Provider):
         payload = {name: value for name, value in native_body(body, target.model).items()
                    if name not in NOT_COUNTED_FIELDS}
         return self._call(target, "messages/count_tokens", payload, deadline, client_headers)
+
+
+def _add_beta(headers: dict[str, str], beta: str) -> None:
+    """Add one flag to the comma-separated `anthropic-beta` list (whatever the header's case), once."""
+    name = next((key for key in headers if key.lower() == "anthropic-beta"), "anthropic-beta")
+    present = [flag.strip() for flag in headers.get(name, "").split(",") if flag.strip()]
+    if beta not in present:
+        headers[name] = ",".join([*present, beta])
 
 
 def native_body(body: dict, model: str) -> dict:

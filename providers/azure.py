@@ -3,14 +3,22 @@
 `litellm_params.model: azure/<deployment>` names the Azure deployment; `api_base` is the resource
 endpoint (`https://<resource>.openai.azure.com`). Either `api_key` (sent as `api-key`) or
 `azure_ad_token` (sent as a bearer token) authenticates.
+
+Files live on the resource, not on a deployment: `<endpoint>/openai/files?api-version=...`. Azure's GA
+API takes the purposes `assistants`, `batch` and `fine-tune`; OpenAI's `user_data` and `vision` (files
+meant for the model to read) are sent as `assistants`, Azure's purpose for documents a model uses,
+and `evals` (JSONL datasets) as `fine-tune`. Other purposes go as they are, for Azure to judge.
 """
 from __future__ import annotations
+
+from urllib.parse import quote
 
 from providers.base import CHAT, COMPLETIONS, EMBEDDINGS, DeploymentTarget
 from providers.errors import InvalidRequestError
 from providers.openai import OpenAIProvider
 
 DEFAULT_API_VERSION = "2024-10-21"
+AZURE_FILE_PURPOSES = {"user_data": "assistants", "vision": "assistants", "evals": "fine-tune"}
 
 
 class AzureProvider(OpenAIProvider):
@@ -18,13 +26,24 @@ class AzureProvider(OpenAIProvider):
     operations = frozenset({CHAT, COMPLETIONS, EMBEDDINGS})
 
     def url(self, target: DeploymentTarget, path: str) -> tuple[str, dict[str, str] | None]:
+        return (f"{self._endpoint(target)}/openai/deployments/{target.model}/{path}",
+                {"api-version": target.api_version or DEFAULT_API_VERSION})
+
+    def _endpoint(self, target: DeploymentTarget) -> str:
+        """The resource endpoint (`https://<resource>.openai.azure.com`), with or without `/openai` configured."""
         if not target.api_base:
             raise InvalidRequestError(f"Azure deployment '{target.deployment_id}' has no api_base configured.")
         base = target.api_base.rstrip("/")
-        if base.endswith("/openai"):
-            base = base[: -len("/openai")]
-        return (f"{base}/openai/deployments/{target.model}/{path}",
+        return base[: -len("/openai")] if base.endswith("/openai") else base
+
+    def files_url(self, target: DeploymentTarget, file_id: str | None = None) -> tuple[str, dict[str, str] | None]:
+        """Files belong to the resource: `<endpoint>/openai/files[/<id>]`, not under a deployment."""
+        url = f"{self._endpoint(target)}/openai/files"
+        return (f"{url}/{quote(file_id, safe='')}" if file_id else url,
                 {"api-version": target.api_version or DEFAULT_API_VERSION})
+
+    def file_purpose(self, purpose: str) -> str:
+        return AZURE_FILE_PURPOSES.get(purpose, purpose)
 
     def headers(self, target: DeploymentTarget) -> dict[str, str]:
         headers = {"Content-Type": "application/json"}

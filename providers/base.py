@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import orjson
 
 from providers.errors import UnsupportedOperationError, UpstreamServerError
+from providers.files import ProviderFileRef
 from providers.http import Deadline
 
 # Operations an adapter may offer; `Provider.operations` declares which ones it does.
@@ -20,6 +21,7 @@ CHAT = "chat"
 COMPLETIONS = "completions"
 EMBEDDINGS = "embeddings"
 MODERATIONS = "moderations"
+FILES = "files"
 
 # Fields that steer the gateway itself and must never reach a provider.
 GATEWAY_ONLY_FIELDS = frozenset({"metadata", "fallbacks", "num_retries", "timeout", "drop_params", "user_config"})
@@ -134,6 +136,33 @@ class Provider:
 
     def moderation(self, target: DeploymentTarget, body: dict, deadline: Deadline) -> UpstreamResponse:
         raise self._unsupported(MODERATIONS)
+
+    # --- files (managed files: one Gatehouse file id, a copy on every deployment that needs it) ---
+    # Adapters that can hold a copy of a file set this and implement `file_upload` / `file_delete`.
+    supports_files: ClassVar[bool] = False
+
+    def file_upload(self, target: DeploymentTarget, *, content: BinaryIO, size: int, filename: str, purpose: str,
+                    mime_type: str, deadline: Deadline) -> ProviderFileRef:
+        """Give `target` its own copy of a file and return how later requests must refer to it.
+
+        `content` is a readable binary file positioned at 0 and holding exactly `size` bytes; it is
+        streamed to the provider (files go up to 512 MB: never read it whole into memory).
+        `purpose` is OpenAI's (`user_data`, `batch`, ...); each adapter maps it onto what its API
+        accepts. Failures raise `ProviderError`s, so the registry can record them and try elsewhere.
+        """
+        raise self._unsupported(FILES)
+
+    def file_delete(self, target: DeploymentTarget, ref: ProviderFileRef, deadline: Deadline) -> None:
+        """Delete `target`'s copy. Idempotent: a copy the provider no longer knows (its 404) is deleted."""
+        raise self._unsupported(FILES)
+
+    def file_part(self, ref: ProviderFileRef, part: dict) -> dict:
+        """The OpenAI-format user content part that makes this adapter's translation use the copy `ref`.
+
+        `part` is the client's original `{"type": "file", "file": {"file_id": "<gatehouse id>", ...}}`;
+        the answer replaces it before the adapter is called. OpenAI's own shape by default.
+        """
+        return {"type": "file", "file": {"file_id": ref.file_id}}
 
     def _unsupported(self, operation: str) -> UnsupportedOperationError:
         return UnsupportedOperationError(f"Provider '{self.name}' does not support {operation}.")

@@ -9,12 +9,18 @@ which subclasses this adapter for its URLs and OAuth tokens.
 
 Google's errors (`{"error": {"code", "message", "status", "details"}}`) are mapped by `google_error`
 so that retries and fallbacks behave as for every other provider.
+
+Managed files: a deployment's copy of a Gatehouse file lives in the Files API: a resumable upload
+(start, then the bytes streamed with `upload, finalize`), a wait while Gemini processes it, and the
+48-hour expiry Gemini sets. A chat quoting the copy sends `fileData {fileUri, mimeType}`.
 """
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Iterator
-from typing import Any, ClassVar
+from typing import Any, BinaryIO, ClassVar
 
 import orjson
 
@@ -29,10 +35,22 @@ from providers.errors import (
     UpstreamServerError,
     UpstreamTimeoutError,
 )
+from providers.files import ProviderFileRef
+from providers.google_files import (
+    CLEANUP_SECONDS,
+    DISPLAY_NAME_MAX_CHARS,
+    FILE_NAME_PATTERN,
+    FILES_API_VERSION,
+    PROCESSING_POLL_FIRST_SECONDS,
+    PROCESSING_POLL_MAX_SECONDS,
+    gemini_file_ref,
+    same_origin,
+)
 from providers.http import (
     CONTEXT_WINDOW_PHRASES,
     Deadline,
     error_for_status,
+    file_body,
     iter_sse_events,
     parse_retry_after,
     read_all,
@@ -42,6 +60,8 @@ from providers.http import (
 from providers.translate.embeddings import encode_embeddings_base64
 from providers.translate.gemini import embed_content_request, embedding_inputs, generate_content_request
 from providers.translate.gemini_response import StreamTranslator, chat_completion, embedding_list
+
+logger = logging.getLogger("gatehouse.providers")
 
 GEMINI_API_BASE = "https://generativelanguage.googleapis.com"
 GEMINI_API_VERSION = "v1beta"
@@ -100,6 +120,113 @@ class GeminiProvider(Provider):
             raise UpstreamServerError(f"Gemini returned {len(vectors)} embeddings for {len(texts)} inputs.")
         return embeddings_response(vectors, target.model, body)
 
+    # -- managed files ------------------------------------------------------------------------------
+    supports_files: ClassVar[bool] = True
+
+    def file_upload(self, target: DeploymentTarget, *, content: BinaryIO, size: int, filename: str, purpose: str,
+                    mime_type: str, deadline: Deadline) -> ProviderFileRef:
+        """Upload to the Files API with its resumable protocol, and wait until Gemini can use the file.
+
+        The Gemini API has no purposes: any file may be quoted in a prompt. The session URL Google
+        answers authorises the second step by itself; the deployment's key and extra headers go to
+        it only when it is on the same host as the API (a proxy may need them; nobody else gets them).
+        """
+        root = files_root(target)
+        headers = self._files_headers(target)
+        start = send("POST", f"{root}/upload/{FILES_API_VERSION}/files", deadline=deadline, error_mapper=google_error,
+                     headers={**headers, "Content-Type": "application/json", "X-Goog-Upload-Protocol": "resumable",
+                              "X-Goog-Upload-Command": "start", "X-Goog-Upload-Header-Content-Length": str(size),
+                              "X-Goog-Upload-Header-Content-Type": mime_type},
+                     body=orjson.dumps({"file": {"display_name": filename[:DISPLAY_NAME_MAX_CHARS]}}))
+        upload_url = start.headers.get("X-Goog-Upload-URL") or ""
+        read_all(start, deadline)
+        if not upload_url.startswith(("https://", "http://")):
+            raise UpstreamServerError("The Gemini Files API did not answer an upload URL.")
+        upload_headers = {"X-Goog-Upload-Command": "upload, finalize", "X-Goog-Upload-Offset": "0"}
+        if same_origin(upload_url, root):
+            upload_headers = {**headers, **upload_headers}
+        response = send("POST", upload_url, headers=upload_headers, body=file_body(content, size, mime_type),
+                        deadline=deadline, error_mapper=google_error)
+        resource = parse_object(read_all(response, deadline)).get("file")
+        if not isinstance(resource, dict):
+            raise UpstreamServerError("The Gemini Files API answered the upload without the file.")
+        ref = gemini_file_ref(resource, mime_type)
+        if resource.get("state") == "PROCESSING":
+            self._wait_until_active(target, ref, deadline)
+        elif resource.get("state") == "FAILED":
+            raise self._processing_failed(target, ref, resource)
+        return ref
+
+    def file_delete(self, target: DeploymentTarget, ref: ProviderFileRef, deadline: Deadline) -> None:
+        """Delete the Files API copy; one Gemini no longer knows (or has let expire) counts as deleted.
+
+        Google answers 403 "... or it may not exist" for a file it does not have, not 404.
+        """
+        if ref.expires_at is not None and ref.expires_at <= time.time():
+            return  # Gemini has deleted it already
+        try:
+            response = send("DELETE", self._file_url(target, ref), headers=self._files_headers(target),
+                            deadline=deadline, error_mapper=_file_error)
+        except _FileGoneError:
+            return
+        read_all(response, deadline)
+
+    def file_part(self, ref: ProviderFileRef, part: dict) -> dict:
+        """A `file` part naming the copy's URI and MIME type, which the Gemini translation (shared with
+        Vertex AI) turns into `{"fileData": {"mimeType", "fileUri"}}`: `file_id` holding a URI is read as
+        one, and `format` is the MIME type, as LiteLLM spells it for file parts."""
+        return {"type": "file", "file": {"file_id": ref.uri or ref.file_id, "format": ref.mime_type}}
+
+    def _wait_until_active(self, target: DeploymentTarget, ref: ProviderFileRef, deadline: Deadline) -> None:
+        """Poll the file while Gemini processes it (videos take a while; PDFs are usually ACTIVE at once).
+
+        A file still processing at the deadline, or that Gemini failed to process, is deleted (best
+        effort, on a short deadline of its own) rather than left behind unrecorded.
+        """
+        delay = PROCESSING_POLL_FIRST_SECONDS
+        try:
+            while True:
+                if deadline.remaining() <= delay:
+                    raise UpstreamTimeoutError(
+                        "Gemini was still processing the uploaded file when the request timed out.")
+                time.sleep(delay)
+                delay = min(delay * 2, PROCESSING_POLL_MAX_SECONDS)
+                response = send("GET", self._file_url(target, ref), headers=self._files_headers(target),
+                                deadline=deadline, error_mapper=google_error)
+                resource = parse_object(read_all(response, deadline))
+                state = resource.get("state")
+                if state == "FAILED":
+                    raise self._processing_failed(target, ref, resource)
+                if state != "PROCESSING":
+                    return
+        except UpstreamTimeoutError:
+            self._discard(target, ref)
+            raise
+
+    def _processing_failed(self, target: DeploymentTarget, ref: ProviderFileRef, resource: dict) -> ProviderError:
+        self._discard(target, ref)
+        status = resource.get("error") if isinstance(resource.get("error"), dict) else {}
+        reason = f": {status['message']}" if isinstance(status.get("message"), str) else "."
+        return UpstreamBadRequestError(f"Gemini could not process the uploaded file{reason}",
+                                       code="file_processing_failed")
+
+    def _discard(self, target: DeploymentTarget, ref: ProviderFileRef) -> None:
+        try:
+            self.file_delete(target, ref, Deadline.after(CLEANUP_SECONDS))
+        except ProviderError:
+            logger.warning("could not delete an unusable Gemini file", extra={"deployment": target.deployment_id})
+
+    def _files_headers(self, target: DeploymentTarget) -> dict[str, str]:
+        headers = {"x-goog-api-key": target.api_key} if target.api_key else {}
+        return with_extra_headers(headers, target)
+
+    def _file_url(self, target: DeploymentTarget, ref: ProviderFileRef) -> str:
+        name = ref.file_id or ""
+        if not FILE_NAME_PATTERN.match(name):
+            raise UpstreamBadRequestError("This copy does not name a Gemini file (files/<id>).",
+                                          code="invalid_file_ref")
+        return f"{files_root(target)}/{FILES_API_VERSION}/{name}"
+
     # -- plumbing -----------------------------------------------------------------------------------
     def _post(self, target: DeploymentTarget, method: str, payload: dict, deadline: Deadline, *,
               params: dict[str, str] | None = None, first_byte_timeout: float | None = None):
@@ -110,6 +237,26 @@ class GeminiProvider(Provider):
     def _call(self, target: DeploymentTarget, method: str, payload: dict, deadline: Deadline) -> dict:
         response = self._post(target, method, payload, deadline)
         return parse_object(read_all(response, deadline))
+
+
+class _FileGoneError(ProviderError):
+    """The file is not there any more (raised only to be caught by `file_delete`)."""
+
+
+def _file_error(status: int, payload: bytes, headers) -> ProviderError:
+    """`google_error`, except that a file Google does not know is gone rather than failed."""
+    if status == 404 or (status == 403 and b"may not exist" in payload):
+        return _FileGoneError("The file no longer exists.")
+    return google_error(status, payload, headers)
+
+
+def files_root(target: DeploymentTarget) -> str:
+    """The API's host (and any proxy path) without the version: the Files API routes choose their own."""
+    base = (target.api_base or GEMINI_API_BASE).rstrip("/")
+    for version in (target.api_version, GEMINI_API_VERSION, "v1"):
+        if version and base.endswith(f"/{version}"):
+            return base[: -len(version) - 1]
+    return base
 
 
 def model_id(model: str) -> str:

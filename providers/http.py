@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import urlencode
 
 import orjson
@@ -78,13 +79,77 @@ class Deadline:
             raise UpstreamTimeoutError("The upstream provider did not answer within the request timeout.")
 
 
+class StreamedBody:
+    """A request body sent piece by piece as it is read from a file, with its exact length known up front.
+
+    Files go up to 512 MB: they are never joined into one `bytes`. The pieces are byte strings
+    (multipart headers and boundaries) and `(file, size)` pairs read `READ_CHUNK_BYTES` at a time.
+    `Content-Length` is always sent (some file APIs refuse chunked uploads), so a file that yields
+    fewer bytes than announced is an error rather than a request the server would wait on forever.
+    """
+
+    def __init__(self, pieces: list[bytes | tuple[BinaryIO, int]], content_type: str) -> None:
+        self.pieces = pieces
+        self.content_type = content_type
+        self.length = sum(len(piece) if isinstance(piece, bytes) else piece[1] for piece in pieces)
+
+    def chunks(self, deadline: Deadline) -> Iterator[bytes]:
+        """The body's bytes in order; the total deadline is checked before every piece of the file."""
+        for piece in self.pieces:
+            if isinstance(piece, bytes):
+                if piece:
+                    yield piece
+                continue
+            content, size = piece
+            left = size
+            while left > 0:
+                deadline.check()
+                block = content.read(min(READ_CHUNK_BYTES, left))
+                if not block:
+                    raise UpstreamConnectionError("The file to upload ended before its recorded size.")
+                left -= len(block)
+                yield block
+
+
+def file_body(content: BinaryIO, size: int, content_type: str) -> StreamedBody:
+    """A file's bytes as a whole request body (resumable and media uploads)."""
+    return StreamedBody([(content, size)], content_type)
+
+
+def multipart_body(fields: list[tuple[str, str]], *, file_field: str, filename: str, content: BinaryIO, size: int,
+                   mime_type: str) -> StreamedBody:
+    """A `multipart/form-data` body: the text `fields` first, then the file streamed under `file_field`.
+
+    The filename is the user's own; quotes, backslashes and line breaks are percent-encoded (as
+    browsers do) so a crafted name cannot forge another header or part.
+    """
+    boundary = f"gatehouse-{secrets.token_hex(16)}"
+    pieces: list[bytes | tuple[BinaryIO, int]] = []
+    for name, value in fields:
+        pieces.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{_form_quote(name)}"\r\n\r\n'
+                      .encode() + value.encode() + b"\r\n")
+    pieces.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{_form_quote(file_field)}"; '
+                  f'filename="{_form_quote(filename)}"\r\nContent-Type: {_form_quote(mime_type)}\r\n\r\n'.encode())
+    pieces.append((content, size))
+    pieces.append(f"\r\n--{boundary}--\r\n".encode())
+    return StreamedBody(pieces, f"multipart/form-data; boundary={boundary}")
+
+
+# What browsers escape in a form-data name or filename (WHATWG), plus the backslash some parsers unescape.
+_FORM_ESCAPES = str.maketrans({'"': "%22", "\r": "%0D", "\n": "%0A", "\\": "%5C"})
+
+
+def _form_quote(value: str) -> str:
+    return value.translate(_FORM_ESCAPES)
+
+
 def send(
     method: str,
     url: str,
     *,
     headers: dict[str, str],
     deadline: Deadline,
-    body: bytes | None = None,
+    body: bytes | StreamedBody | None = None,
     params: dict[str, str] | None = None,
     first_byte_timeout: float | None = None,
     error_mapper: Callable[[int, bytes, Any], ProviderError] | None = None,
@@ -102,7 +167,7 @@ def send(
     timeout = (min(CONNECT_TIMEOUT_SECONDS, remaining), read_timeout)
     started = time.monotonic()
     try:
-        response = _send_prepared(method, url, headers, body, params, timeout)
+        response = _send_prepared(method, url, headers, body, params, timeout, deadline)
     except requests.exceptions.ConnectTimeout as error:
         raise UpstreamConnectionError(f"Could not connect to the upstream provider in time: {_host(url)}") from error
     except requests.exceptions.ReadTimeout as error:
@@ -131,8 +196,9 @@ def send(
     return response
 
 
-def _send_prepared(method: str, url: str, headers: dict[str, str], body: bytes | None,
-                   params: dict[str, str] | None, timeout: tuple[float, float]) -> requests.Response:
+def _send_prepared(method: str, url: str, headers: dict[str, str], body: bytes | StreamedBody | None,
+                   params: dict[str, str] | None, timeout: tuple[float, float],
+                   deadline: Deadline | None = None) -> requests.Response:
     """Hand a request we built ourselves straight to the pooled adapter.
 
     `Session.request` spends about a quarter of a proxied call's CPU merging settings, cookies and
@@ -144,8 +210,14 @@ def _send_prepared(method: str, url: str, headers: dict[str, str], body: bytes |
     prepared.url = f"{url}?{urlencode(params)}" if params else url
     prepared.headers = CaseInsensitiveDict(DEFAULT_HEADERS)
     prepared.headers.update(headers)
-    prepared.body = body
-    prepared.headers["Content-Length"] = str(len(body)) if body is not None else "0"
+    if isinstance(body, StreamedBody):
+        # With a Content-Length, requests and urllib3 send a generator's pieces as they come, unframed.
+        prepared.headers["Content-Type"] = body.content_type
+        prepared.headers["Content-Length"] = str(body.length)
+        prepared.body = body.chunks(deadline or Deadline.after(CONNECT_TIMEOUT_SECONDS))
+    else:
+        prepared.body = body
+        prepared.headers["Content-Length"] = str(len(body)) if body is not None else "0"
     prepared.hooks = {"response": []}
     return _adapter(prepared.url).send(prepared, stream=True, timeout=timeout)
 

@@ -9,6 +9,10 @@ of trigger words. Behaviour is tuned per deployment in `litellm_params`:
 - `mock_latency_ms`: a delay before answering (before the first chunk when streaming);
 - `mock_chunk_count` / `mock_chunk_interval_ms`: how a streamed reply is cut and paced;
 - `mock_embedding_dimensions`: vector length when the request gives no `dimensions`.
+
+Managed files: the mock "holds" a copy without keeping any bytes, so it works the same in every
+worker and after a restart. Its file id is derived from the content (`mockfile-<sha256 prefix>-<size>`),
+and a reply that echoes a message with a file part names the file, its type and its size.
 """
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ import struct
 import time
 import uuid
 from collections.abc import Iterator
+from typing import BinaryIO, ClassVar
 
 import orjson
 
@@ -32,6 +37,8 @@ from providers.base import (
     UpstreamStream,
 )
 from providers.errors import InvalidRequestError
+from providers.files import ProviderFileRef
+from providers.http import READ_CHUNK_BYTES, Deadline
 from providers.translate.embeddings import vector_to_base64
 from providers.translate.prompt import message_text
 
@@ -48,6 +55,7 @@ MODERATION_CATEGORIES = (
     "violence", "violence/graphic",
 )
 DEFAULT_EMBEDDING_DIMENSIONS = 16
+MOCK_FILE_PREFIX = "mockfile-"
 
 
 def count_tokens(text: str) -> int:
@@ -228,6 +236,55 @@ class MockProvider(Provider):
         return UpstreamResponse.from_object({"id": f"modr-mock-{uuid.uuid4().hex[:24]}", "model": target.model,
                                              "results": results})
 
+    # --- files --------------------------------------------------------------------------------
+    supports_files: ClassVar[bool] = True
+
+    def file_upload(self, target: DeploymentTarget, *, content: BinaryIO, size: int, filename: str, purpose: str,
+                    mime_type: str, deadline: Deadline) -> ProviderFileRef:
+        """Read the file once (in pieces) for its digest; the id carries digest and size, nothing is stored."""
+        _pause(target.params.get("mock_latency_ms"))
+        digest = hashlib.sha256()
+        read = 0
+        while read < size:
+            deadline.check()
+            block = content.read(min(READ_CHUNK_BYTES, size - read))
+            if not block:
+                break
+            digest.update(block)
+            read += len(block)
+        return ProviderFileRef(file_id=f"{MOCK_FILE_PREFIX}{digest.hexdigest()[:32]}-{read}", uri=None,
+                               mime_type=mime_type)
+
+    def file_delete(self, target: DeploymentTarget, ref: ProviderFileRef, deadline: Deadline) -> None:
+        """Nothing is held, so nothing is deleted."""
+
+    def file_part(self, ref: ProviderFileRef, part: dict) -> dict:
+        """The copy's id and type, and the client's filename when it gave one (the reply quotes them)."""
+        resolved = {"file_id": ref.file_id, "format": ref.mime_type}
+        filename = (part.get("file") or {}).get("filename") if isinstance(part.get("file"), dict) else None
+        if isinstance(filename, str) and filename:
+            resolved["filename"] = filename
+        return {"type": "file", "file": resolved}
+
+
+def file_mentions(content) -> str:
+    """A deterministic mention of each file part of a message, e.g. `[file report.pdf application/pdf, 1234 bytes]`."""
+    if not isinstance(content, list):
+        return ""
+    mentions = []
+    for part in content:
+        file = part.get("file") if isinstance(part, dict) and part.get("type") == "file" else None
+        if not isinstance(file, dict):
+            continue
+        file_id = str(file.get("file_id") or "")
+        words = [str(file.get("filename") or file_id or "inline data")]
+        if file.get("format"):
+            words.append(str(file["format"]))
+        size = file_id.rsplit("-", 1)[-1] if file_id.startswith(MOCK_FILE_PREFIX) else ""
+        mention = " ".join(words) + (f", {size} bytes" if size.isdigit() else "")
+        mentions.append(f"[file {mention}]")
+    return " ".join(mentions)
+
 
 def deterministic_vector(text: str, dimensions: int) -> list[float]:
     """A unit vector seeded by the text's SHA-256, exactly representable as float32 (base64 round-trips)."""
@@ -258,7 +315,9 @@ def _echo_reply(messages: list, answered_tool: bool) -> str:
         return f"The tool returned: {message_text(messages[-1].get('content'))[:200]}"
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("role") == "user":
-            return f"This is a mock response to: {message_text(message.get('content'))[:200]}"
+            quoted = " ".join(filter(None, (message_text(message.get("content"))[:200],
+                                            file_mentions(message.get("content")))))
+            return f"This is a mock response to: {quoted}"
     return "This is a mock response."
 
 

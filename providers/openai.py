@@ -4,11 +4,19 @@ Requests already are in the right format, so the adapter's job is small and must
 in the deployment's model name, drop gateway-only fields, and relay the answer as the bytes the
 provider sent. `text-completion-openai` models only have `/completions`; chat requests to them are
 turned into a prompt and their answers back into chat completions.
+
+Managed files: an `openai` deployment gets its own copy through the Files API (`POST /files`,
+multipart, streamed) and a chat part then quotes that copy's id. `hosted_vllm` and `openai_like`
+deployments use a second instance of this adapter built with `files_api=False`: vLLM, Ollama, LM
+Studio and llama.cpp have no Files API and their chat endpoints take no `file_id`, so the files
+registry carries files to them another way instead of uploading copies that would fail.
 """
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from typing import BinaryIO, ClassVar
+from urllib.parse import quote
 
 import orjson
 
@@ -16,6 +24,7 @@ from providers.base import (
     CHAT,
     COMPLETIONS,
     EMBEDDINGS,
+    FILES,
     MODERATIONS,
     DeploymentTarget,
     Provider,
@@ -23,8 +32,9 @@ from providers.base import (
     UpstreamStream,
     outbound_body,
 )
-from providers.errors import UpstreamConnectionError
-from providers.http import Deadline, iter_sse_events, read_all, send, sse_data
+from providers.errors import UpstreamConnectionError, UpstreamNotFoundError, UpstreamServerError
+from providers.files import ProviderFileRef
+from providers.http import Deadline, iter_sse_events, multipart_body, read_all, send, sse_data
 from providers.translate.embeddings import encode_embeddings_base64
 from providers.translate.prompt import (
     chat_chunk_from_completion_chunk,
@@ -71,6 +81,12 @@ class OpenAIProvider(Provider):
 
     name = "openai"
     operations = frozenset({CHAT, COMPLETIONS, EMBEDDINGS, MODERATIONS})
+    supports_files: ClassVar[bool] = True
+
+    def __init__(self, *, files_api: bool = True) -> None:
+        """`files_api=False` for servers that speak OpenAI's chat but have no Files API (vLLM, Ollama...)."""
+        if not files_api:
+            self.supports_files = False  # type: ignore[misc] - this instance only, the class keeps its default
 
     def url(self, target: DeploymentTarget, path: str) -> tuple[str, dict[str, str] | None]:
         """The endpoint URL and query parameters for one operation (Azure overrides this)."""
@@ -127,12 +143,59 @@ class OpenAIProvider(Provider):
     def moderation(self, target, body, deadline):
         return self._call(target, "moderations", outbound_body(body, target.model), deadline)
 
+    # --- files ------------------------------------------------------------------------------
+    def files_url(self, target: DeploymentTarget, file_id: str | None = None) -> tuple[str, dict[str, str] | None]:
+        """`<api_base>/files` or `<api_base>/files/<id>` (Azure overrides this: its files are per resource)."""
+        url, params = self.url(target, "files")
+        return (f"{url}/{quote(file_id, safe='')}" if file_id else url), params
+
+    def file_purpose(self, purpose: str) -> str:
+        """The purpose sent upstream; OpenAI takes its own purposes as they are."""
+        return purpose
+
+    def file_upload(self, target: DeploymentTarget, *, content: BinaryIO, size: int, filename: str, purpose: str,
+                    mime_type: str, deadline: Deadline) -> ProviderFileRef:
+        """`POST /files` (multipart `purpose` then `file`, streamed with its length); the answer's `id` is the copy."""
+        self._require_files_api(target)
+        body = multipart_body([("purpose", self.file_purpose(purpose))], file_field="file", filename=filename,
+                              content=content, size=size, mime_type=mime_type)
+        url, params = self.files_url(target)
+        response = send("POST", url, headers=self._file_headers(target), body=body, params=params, deadline=deadline)
+        uploaded = UpstreamResponse.from_upstream(read_all(response, deadline)).parsed
+        file_id = uploaded.get("id")
+        if not isinstance(file_id, str) or not file_id:
+            raise UpstreamServerError("The upstream provider accepted the file but returned no file id.")
+        return ProviderFileRef(file_id=file_id, uri=None, mime_type=mime_type)
+
+    def file_delete(self, target: DeploymentTarget, ref: ProviderFileRef, deadline: Deadline) -> None:
+        """`DELETE /files/<id>`; a 404 means the copy is already gone, which is what was asked."""
+        self._require_files_api(target)
+        if not ref.file_id:
+            return
+        url, params = self.files_url(target, ref.file_id)
+        try:
+            response = send("DELETE", url, headers=self._file_headers(target), params=params, deadline=deadline)
+        except UpstreamNotFoundError:
+            return
+        read_all(response, deadline)
+
+    def _file_headers(self, target: DeploymentTarget) -> dict[str, str]:
+        headers = self.headers(target)
+        headers.pop("Content-Type", None)  # a multipart body sets its own; a DELETE has none
+        return headers
+
+    def _require_files_api(self, target: DeploymentTarget) -> None:
+        if not self.supports_files:
+            raise self._unsupported(FILES)
+
 
 class TextCompletionOpenAIProvider(OpenAIProvider):
     """Models that only have the legacy `/completions` endpoint (davinci-style, instruct models)."""
 
     name = "text-completion-openai"
     operations = frozenset({CHAT, COMPLETIONS})
+    # A prompt has no place for a file reference.
+    supports_files: ClassVar[bool] = False
     # A prompt has no room for tools or a response format; a tool-less text answer would mislead the caller.
     unsupported_params = frozenset({"tools", "tool_choice", "parallel_tool_calls", "functions", "function_call",
                                     "response_format"})

@@ -13,11 +13,11 @@ from providers.mock import MockProvider
 from providers.openai import OpenAIProvider, TextCompletionOpenAIProvider
 from providers.vertex import VertexProvider
 
-_openai = OpenAIProvider()
+_compatible = OpenAIProvider(files_api=False)  # OpenAI's chat format without its Files API
 _ADAPTERS: dict[str, Provider] = {
-    "openai": _openai,
-    "hosted_vllm": _openai,
-    "openai_like": _openai,
+    "openai": OpenAIProvider(),
+    "hosted_vllm": _compatible,
+    "openai_like": _compatible,
     "text-completion-openai": TextCompletionOpenAIProvider(),
     "azure": AzureProvider(),
     "mock": MockProvider(),

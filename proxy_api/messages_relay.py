@@ -12,6 +12,10 @@ Admission, routing, retries, fallbacks, usage and spend are the relay's (`answer
 `count_tokens`). Usage is OpenAI-shaped in the log: an Anthropic answer's `input_tokens` (plus cache
 reads and writes) are its prompt tokens, `output_tokens` its completion tokens.
 
+Managed files quoted by `document`/`image` blocks (`source: {"type": "file", "file_id": "file-…"}`) are
+looked up before admission and resolved per attempt (`file_parts.py`): an Anthropic deployment gets
+its own Anthropic file id in the block, any other gets the chat translation's file part rewritten for it.
+
 Errors on this surface use Anthropic's shape, `{"type": "error", "error": {"type", "message"}}`,
 with the status the OpenAI endpoints would use; a failure mid-stream is one final `error` event.
 """
@@ -43,6 +47,7 @@ from providers.translate.anthropic_inbound import anthropic_message, chat_reques
 from providers.translate.anthropic_inbound_stream import AnthropicEvents, frame
 from proxy_api.calls import CLIENT_CLOSED_REQUEST, ProxyCall, prepared_call
 from proxy_api.drop_params import fit_params
+from proxy_api.file_parts import RequestFiles, messages_files
 from proxy_api.relay import (
     Reply,
     StreamRelay,
@@ -107,36 +112,40 @@ class MessagesRequest:
 
 def respond_messages(*, caller: Caller, request: MessagesRequest, options: dict, call: ProxyCall) -> HttpResponse:
     """A plain `/v1/messages` call: an Anthropic message object, with the routing and cost headers."""
+    files = messages_files(caller=caller, body=request.body)
 
     def send(deployment, target, deadline) -> Reply:
         native = getattr(deployment.adapter, "messages", None)
         if native is not None:
-            result = native(target, request.body, deadline, client_headers=request.client_headers)
+            body = _native_body(request, files, deployment, deadline)
+            result = native(target, body, deadline, client_headers=request.client_headers)
             return Reply(result.body, result.parsed, usage_from_object(openai_usage(result.parsed.get("usage"))))
-        payload = fit_params(deployment, request.chat, call.request_id)
+        payload = _chat_payload(request.chat, files, deployment, deadline, call)
         result = deployment.adapter.chat(target, payload, deadline)
         message = anthropic_message(result.parsed, request.model)
         return Reply(orjson.dumps(message), message, usage_from_body(result.parsed))
 
     answer = answer_call(caller=caller, operation="messages", model=request.model, body=request.body,
-                         options=options, call=call, send=send, route_operation="chat")
+                         options=options, call=call, send=send, route_operation="chat", files=files)
     return json_response(answer.reply.body, headers=answer.headers)
 
 
 def respond_count_tokens(*, caller: Caller, request: MessagesRequest, options: dict,
                          call: ProxyCall) -> HttpResponse:
     """`/v1/messages/count_tokens`: Anthropic's own count on an Anthropic deployment, else an estimate."""
+    files = messages_files(caller=caller, body=request.body)
 
     def send(deployment, target, deadline) -> Reply:
         native = getattr(deployment.adapter, "count_tokens", None)
         if native is not None:
-            result = native(target, request.body, deadline, client_headers=request.client_headers)
+            body = _native_body(request, files, deployment, deadline)
+            result = native(target, body, deadline, client_headers=request.client_headers)
             return Reply(result.body, result.parsed, NO_USAGE)
         estimate = {"input_tokens": estimate_input_tokens(request.body)}
         return Reply(orjson.dumps(estimate), estimate, NO_USAGE)
 
     answer = answer_call(caller=caller, operation="count_tokens", model=request.model, body=request.body,
-                         options=options, call=call, send=send, route_operation="chat")
+                         options=options, call=call, send=send, route_operation="chat", files=files)
     return json_response(answer.reply.body, headers=answer.headers)
 
 
@@ -145,6 +154,7 @@ def respond_messages_streaming(*, caller: Caller, request: MessagesRequest, opti
     """A streamed `/v1/messages` call: Anthropic's event sequence, relayed or translated as it arrives."""
     call = prepared_call(call, caller=caller, operation="messages", model=request.model, body=request.body)
     call.streamed = True
+    files = messages_files(caller=caller, body=request.body)
     admission = admit(caller=caller, model=request.model, operation="messages")
     call.model_group = admission.model_group
 
@@ -152,14 +162,14 @@ def respond_messages_streaming(*, caller: Caller, request: MessagesRequest, opti
         call.tried(deployment)
         native = getattr(deployment.adapter, "messages_stream", None)
         if native is not None:
-            stream = native(target, request.body, deadline, first_chunk_timeout,
-                            client_headers=request.client_headers)
+            body = _native_body(request, files, deployment, deadline)
+            stream = native(target, body, deadline, first_chunk_timeout, client_headers=request.client_headers)
             frames: _Frames = _NativeFrames()
         else:
             payload = request.chat_with_usage if stream_usage_supported(
                 provider=deployment.provider, params=deployment.params, model_info=deployment.model_info) \
                 else request.chat
-            payload = fit_params(deployment, payload, call.request_id)
+            payload = _chat_payload(payload, files, deployment, deadline, call)
             stream = deployment.adapter.chat_stream(target, payload, deadline, first_chunk_timeout)
             frames = _TranslatedFrames(request.model)
         try:
@@ -172,6 +182,7 @@ def respond_messages_streaming(*, caller: Caller, request: MessagesRequest, opti
 
     try:
         (stream, first, frames), outcome = route(model_group=admission.model_group, operation="chat", call=attempt,
+                                                 prefer_deployments=files.prefer_deployments if files else None,
                                                  **route_options(options, admission))
     except BaseException:
         admission.release()
@@ -186,6 +197,17 @@ def respond_messages_streaming(*, caller: Caller, request: MessagesRequest, opti
     for name, value in headers.items():
         response[name] = value
     return response
+
+
+def _native_body(request: MessagesRequest, files: RequestFiles | None, deployment, deadline) -> dict:
+    """The client's Anthropic body, its quoted files naming this Anthropic deployment's copies."""
+    return files.native_messages_body(request.body, deployment, deadline) if files is not None else request.body
+
+
+def _chat_payload(chat: dict, files: RequestFiles | None, deployment, deadline, call: ProxyCall) -> dict:
+    """The translated chat request as this deployment may receive it: `fit_params`, then its files' copies."""
+    payload = fit_params(deployment, chat, call.request_id)
+    return files.chat_body(payload, deployment, deadline) if files is not None else payload
 
 
 class _Frames:

@@ -9,6 +9,9 @@ Each attempt sends the body minus what the chosen deployment cannot honour (`dro
 a 400 naming the parameter unless `drop_params` allows dropping it), since only the attempt knows
 the deployment. Surfaces that translate (`/v1/messages`) give `answer_call` their own `send`.
 
+A chat request that quotes managed files (`file_parts.py`) has them looked up before admission and
+rewritten for the chosen deployment inside each attempt; the router prefers deployments holding copies.
+
 Every call, answered or refused, ends in exactly one `UsageRecord` (`calls.finish_call`): tokens from the
 provider's usage, cost from the deployment's prices, queued for the log buffer (no query here), and
 one access log line. A stream's usage is requested from the provider even when the client did not
@@ -46,6 +49,7 @@ from providers.errors import GatewayError
 from providers.http import Deadline
 from proxy_api.calls import CLIENT_CLOSED_REQUEST, ProxyCall, finish_call, prepared_call
 from proxy_api.drop_params import fit_params
+from proxy_api.file_parts import RequestFiles, chat_files
 from proxy_api.rendering import json_response
 
 logger = logging.getLogger("gatehouse.api")
@@ -86,15 +90,20 @@ def respond(*, caller: Caller, operation: str, model: str, body: dict, options: 
 
 
 def answer_call(*, caller: Caller, operation: str, model: str, body: dict, options: dict,
-                call: ProxyCall | None = None, send: Send | None = None, route_operation: str | None = None) -> Answer:
+                call: ProxyCall | None = None, send: Send | None = None, route_operation: str | None = None,
+                files: RequestFiles | None = None) -> Answer:
     """Admit, route and record one plain call; the answer is the client's to render.
 
     `operation` names the call in its log; `route_operation` (default: the same) is what the chosen
     deployment must support. Without `send`, each attempt calls the adapter's method for the operation
-    with the body minus what the deployment cannot honour (`fit_params`).
+    with the body minus what the deployment cannot honour (`fit_params`), its quoted files rewritten for
+    the deployment (a chat call's are looked up here). A `send` gets `files` (looked up by its surface)
+    only as the router's preference: rewriting is its own business.
     """
     call = prepared_call(call, caller=caller, operation=operation, model=model, body=body)
     method_name = _METHOD_FOR[route_operation or operation][0]
+    if send is None and operation == "chat":
+        files = chat_files(caller=caller, body=body)
     admission = admit(caller=caller, model=model, operation=operation)
     call.model_group = admission.model_group
 
@@ -103,12 +112,15 @@ def answer_call(*, caller: Caller, operation: str, model: str, body: dict, optio
         if send is not None:
             return send(deployment, target, deadline)
         payload = fit_params(deployment, body, call.request_id)
+        if files is not None:
+            payload = files.chat_body(payload, deployment, deadline)
         result = getattr(deployment.adapter, method_name)(target, payload, deadline)
         return Reply(result.body, result.parsed, usage_from_body(result.parsed))
 
     try:
         reply, outcome = route(model_group=admission.model_group, operation=route_operation or operation,
-                               call=attempt, **route_options(options, admission))
+                               call=attempt, prefer_deployments=files.prefer_deployments if files else None,
+                               **route_options(options, admission))
     except BaseException:
         admission.release()
         raise
@@ -132,6 +144,7 @@ def respond_streaming(*, caller: Caller, operation: str, model: str, body: dict,
     call = prepared_call(call, caller=caller, operation=operation, model=model, body=body)
     call.streamed = True
     method_name = _METHOD_FOR[operation][1]
+    files = chat_files(caller=caller, body=body) if operation == "chat" else None
     admission = admit(caller=caller, model=model, operation=operation)
     call.model_group = admission.model_group
     forward_usage = client_wants_stream_usage(body)
@@ -143,6 +156,8 @@ def respond_streaming(*, caller: Caller, operation: str, model: str, body: dict,
         payload = usage_body if stream_usage_supported(provider=deployment.provider, params=deployment.params,
                                                        model_info=deployment.model_info) else body
         payload = fit_params(deployment, payload, call.request_id)
+        if files is not None:
+            payload = files.chat_body(payload, deployment, deadline)
         stream = getattr(deployment.adapter, method_name)(target, payload, deadline, first_chunk_timeout)
         try:
             first = next(stream.chunks, None)
@@ -154,6 +169,7 @@ def respond_streaming(*, caller: Caller, operation: str, model: str, body: dict,
 
     try:
         (stream, first), outcome = route(model_group=admission.model_group, operation=operation, call=attempt,
+                                         prefer_deployments=files.prefer_deployments if files else None,
                                          **route_options(options, admission))
     except BaseException:
         admission.release()

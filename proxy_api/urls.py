@@ -85,3 +85,14 @@ urlpatterns += [
     path("health/liveness", LivenessView.as_view(), name="health-liveness"),
     path("health/readiness", ReadinessView.as_view(), name="health-readiness"),
 ]
+# -- managed files routes --
+from proxy_api.views import files as _files  # noqa: E402
+
+urlpatterns += [
+    path("v1/files", _files.FilesView.as_view(), name="v1-files"),
+    path("files", _files.FilesView.as_view(), name="files"),
+    path("v1/files/<str:file_id>", _files.FileDetailView.as_view(), name="v1-file-detail"),
+    path("files/<str:file_id>", _files.FileDetailView.as_view(), name="file-detail"),
+    path("v1/files/<str:file_id>/content", _files.FileContentView.as_view(), name="v1-file-content"),
+    path("files/<str:file_id>/content", _files.FileContentView.as_view(), name="file-content"),
+]

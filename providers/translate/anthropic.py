@@ -5,7 +5,8 @@ field, turns must alternate (consecutive same-role messages are merged), tool re
 inside a user turn, `max_tokens` is required, and structured output has no dedicated switch (a
 forced tool whose input schema is the requested schema stands in for it, and its input comes back as
 the message's content). Streamed answers are translated in `translate/anthropic_stream.py`, error
-answers in `translate/anthropic_errors.py`.
+answers in `translate/anthropic_errors.py`. A `file` part quoting a `file_id` (a managed file's copy
+in Anthropic's Files API) becomes a `document` or `image` block whose source is that file.
 """
 from __future__ import annotations
 
@@ -233,11 +234,15 @@ def _block(part, where: str, text_only: bool) -> dict | None:
         block = _media_block(image.get("url") if isinstance(image, dict) else image, where)
     elif kind == "file":
         file = part.get("file") or {}
-        if not file.get("file_data"):
-            raise InvalidRequestError(f"{where}: Anthropic models take files as `file.file_data` (base64).",
-                                      param=where, code="invalid_value")
-        data = file["file_data"]
-        block = _media_block(data if data.startswith("data:") else f"data:application/pdf;base64,{data}", where)
+        if file.get("file_data"):
+            data = file["file_data"]
+            block = _media_block(data if data.startswith("data:") else f"data:application/pdf;base64,{data}", where)
+        elif isinstance(file.get("file_id"), str) and file["file_id"]:
+            block = file_block(file["file_id"], file.get("format"))
+        else:
+            raise InvalidRequestError(
+                f"{where}: Anthropic models take files as `file.file_data` (base64) or `file.file_id` "
+                "(an Anthropic file id).", param=where, code="invalid_value")
     elif kind == "refusal":
         return None
     else:
@@ -246,6 +251,42 @@ def _block(part, where: str, text_only: bool) -> dict | None:
     if "cache_control" in part:
         block["cache_control"] = part["cache_control"]
     return block
+
+
+def file_block(file_id: str, mime_type: str | None) -> dict:
+    """A file held by Anthropic's Files API: an `image` block for pictures, a `document` block otherwise.
+
+    Anthropic reads PDFs and plain text as documents; other types are its to refuse, with its own words.
+    """
+    kind = "image" if isinstance(mime_type, str) and mime_type.startswith("image/") else "document"
+    return {"type": kind, "source": {"type": "file", "file_id": file_id}}
+
+
+def uses_files_api(messages) -> bool:
+    """Does an Anthropic-format message list quote a Files API file (which needs the files beta header)?
+
+    Walks only list contents (and tool results' lists), so a request without blocks costs a type check.
+    """
+    if not isinstance(messages, list):
+        return False
+    for message in messages:
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list) and _blocks_use_files(content):
+            return True
+    return False
+
+
+def _blocks_use_files(blocks: list) -> bool:
+    for block in blocks:
+        if not isinstance(block, dict):
+            continue
+        source = block.get("source")
+        if isinstance(source, dict) and source.get("type") == "file":
+            return True
+        nested = block.get("content")
+        if isinstance(nested, list) and _blocks_use_files(nested):
+            return True
+    return False
 
 
 def _media_block(url, where: str) -> dict:

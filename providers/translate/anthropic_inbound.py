@@ -112,6 +112,10 @@ def _user_messages(content, index: int) -> list[dict]:
                                   "content": _tool_result_text(block.get("content"), where)})
         elif kind == "text":
             parts.append({"type": "text", "text": block.get("text") or ""})
+        elif kind in ("image", "document") and isinstance(block.get("source"), dict) \
+                and block["source"].get("type") == "file":
+            # An uploaded file, quoted by id: OpenAI's file part by id (a Gatehouse id is resolved per deployment).
+            parts.append({"type": "file", "file": {"file_id": block["source"].get("file_id")}})
         elif kind == "image":
             parts.append({"type": "image_url", "image_url": {"url": _source_url(block.get("source"), where)}})
         elif kind == "document":

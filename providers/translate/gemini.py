@@ -6,7 +6,8 @@ Shared by the Gemini API and Vertex AI adapters, whose request bodies are the sa
 - `assistant` turns become `model` turns, `user` and `tool` turns `user` turns, and consecutive
   turns of one role are merged (Gemini wants them alternating; parallel tool results share one turn);
 - image parts: data URLs become `inlineData`, `gs://` and `https://` URLs `fileData`; `file` parts
-  (base64 PDFs in `file_data`, or a provider file URI in `file_id`) likewise; `input_audio` inline;
+  (base64 PDFs in `file_data`, or a provider file URI in `file_id`) likewise, with `format` as the
+  MIME type (how a managed file's copy arrives: a Files API URI, or `gs://` on Vertex AI); `input_audio` inline;
 - assistant `tool_calls` become `functionCall` parts, `tool` messages `functionResponse` parts
   (the function name found from the matching call id);
 - Gemini's `thoughtSignature` on a function call travels inside the tool call id we hand out

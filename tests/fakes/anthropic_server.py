@@ -6,6 +6,11 @@
 separately. `POST /v1/messages/count_tokens` answers `{"input_tokens": n}`. Errors use Anthropic's
 body `{"type": "error", "error": {"type", "message"}}`.
 
+Files API (beta, as the real one: every call needs `anthropic-beta: files-api-2025-04-14`):
+`POST /v1/files` (multipart, read as it arrives), `GET /v1/files`, `GET/DELETE /v1/files/{id}`. A
+message quoting a file (`source: {"type": "file", "file_id"}`) needs the beta header too, and the file
+must exist.
+
 Tests script the next answers (`reply_with`), queue faults (`fail_next`: a status with an Anthropic
 error body and headers, a hang, an `error` event mid-stream, a dropped connection mid-stream), and
 assert every recorded request (method, path, headers, JSON body).
@@ -13,18 +18,31 @@ assert every recorded request (method, path, headers, JSON body).
 from __future__ import annotations
 
 import json
+import re
 import socket
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes.multipart import (
+    KEEP_FILE_BYTES,
+    FormPart,
+    MultipartError,
+    StoredFile,
+    form_fields,
+    read_multipart,
+)
 from tests.fakes.openai_server import RecordedRequest
 
 DEFAULT_TEXT = "Hello from the fake Anthropic."
 DEFAULT_USAGE = {"input_tokens": 12, "output_tokens": 6}
 COUNT_TOKENS = 42
+FILES_BETA = "files-api-2025-04-14"
+FILE_ROUTE = re.compile(r"^/v1/files/(?P<file_id>[^/]+)$")
 
 
 @dataclass
@@ -68,6 +86,8 @@ class FakeAnthropic:
         self.lock = threading.Lock()
         self.json_piece = 8  # characters of tool input per `input_json_delta`
         self.message_counter = 0
+        self.files: dict[str, StoredFile] = {}
+        self.keep_file_bytes = KEEP_FILE_BYTES
         handler = _make_handler(self)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
@@ -81,7 +101,9 @@ class FakeAnthropic:
             self.requests.clear()
             self.faults.clear()
             self.replies.clear()
+            self.files.clear()
         self.json_piece = 8
+        self.keep_file_bytes = KEEP_FILE_BYTES
 
     def reply_with(self, *content: dict, stop_reason: str = "end_turn", usage: dict | None = None) -> None:
         """Queue the next answer: its content blocks, stop reason and usage (the default answer is one text)."""
@@ -145,6 +167,31 @@ def stream_events(message_id: str, model: str, reply: dict, json_piece: int) -> 
     return events
 
 
+def _file_metadata(stored: StoredFile) -> dict:
+    created = datetime.fromtimestamp(stored.created_at, UTC).strftime("%Y-%m-%dT%H:%M:%S.000000Z")
+    return {"type": "file", "id": stored.id, "filename": stored.filename, "mime_type": stored.content_type,
+            "size_bytes": stored.size, "created_at": created, "downloadable": False}
+
+
+def _quoted_file_ids(messages) -> list[str]:
+    """The `file_id` of every block (tool results' nested blocks included) whose source is a file."""
+    found: list[str] = []
+
+    def walk(blocks) -> None:
+        for block in blocks if isinstance(blocks, list) else []:
+            if not isinstance(block, dict):
+                continue
+            source = block.get("source")
+            if isinstance(source, dict) and source.get("type") == "file":
+                found.append(str(source.get("file_id")))
+            walk(block.get("content"))
+
+    for message in messages if isinstance(messages, list) else []:
+        if isinstance(message, dict):
+            walk(message.get("content"))
+    return found
+
+
 def frame(name: str, payload: dict) -> bytes:
     return f"event: {name}\ndata: {json.dumps(payload)}\n\n".encode()
 
@@ -164,15 +211,35 @@ def _make_handler(fake: FakeAnthropic):
                 self.close_connection = True
 
         def do_POST(self):
+            self._handle()
+
+        def do_GET(self):
+            self._handle()
+
+        def do_DELETE(self):
+            self._handle()
+
+        def _handle(self):
             length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
             parts = urlsplit(self.path)
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                body = None
+            form = None
+            if (self.headers.get("Content-Type") or "").startswith("multipart/form-data"):
+                try:
+                    form, raw = read_multipart(self.rfile, length, self.headers["Content-Type"],
+                                               fake.keep_file_bytes)
+                except MultipartError as error:
+                    self.close_connection = True
+                    self._send_json(400, error_body("invalid_request_error", f"Malformed multipart body: {error}"))
+                    return
+                body = form_fields(form)
+            else:
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = None
             record = RecordedRequest(self.command, parts.path, parse_qs(parts.query),
-                                     {k.lower(): v for k, v in self.headers.items()}, body, raw)
+                                     {k.lower(): v for k, v in self.headers.items()}, body, raw, form)
             with fake.lock:
                 fake.requests.append(record)
             fault = fake.take_fault(parts.path)
@@ -183,12 +250,76 @@ def _make_handler(fake: FakeAnthropic):
                 self._send_json(fault.status, error_body(fault.error_type, fault.message), fault.headers)
                 return
             body = body if isinstance(body, dict) else {}
-            if parts.path == "/v1/messages/count_tokens":
+            route = FILE_ROUTE.match(parts.path)
+            if parts.path == "/v1/files" or route is not None:
+                self._files(route.group("file_id") if route else None, form)
+            elif self.command != "POST":
+                self._send_json(405, error_body("invalid_request_error", f"{self.command} is not allowed here."))
+            elif parts.path == "/v1/messages/count_tokens":
                 self._send_json(200, {"input_tokens": COUNT_TOKENS})
             elif parts.path == "/v1/messages":
-                self._messages(body, fault)
+                if self._file_sources_ok(body):
+                    self._messages(body, fault)
             else:
                 self._send_json(404, error_body("not_found_error", f"Not found: {parts.path}"))
+
+        # -- files ----------------------------------------------------------------------
+        def _has_files_beta(self) -> bool:
+            flags = [flag.strip() for flag in (self.headers.get("anthropic-beta") or "").split(",")]
+            return FILES_BETA in flags
+
+        def _files(self, file_id: str | None, form: list[FormPart] | None):
+            if not self.headers.get("x-api-key"):
+                self._send_json(401, error_body("authentication_error", "x-api-key header is required"))
+                return
+            if not self._has_files_beta():
+                self._send_json(400, error_body("invalid_request_error",
+                                                f"The Files API is in beta: send 'anthropic-beta: {FILES_BETA}'."))
+                return
+            if file_id is None and self.command == "POST":
+                uploads = [part for part in form or [] if part.name == "file" and part.filename is not None]
+                if len(uploads) != 1 or len(form or []) != 1:
+                    self._send_json(400, error_body("invalid_request_error", "Expected exactly one part: 'file'."))
+                    return
+                upload = uploads[0]
+                stored = StoredFile(id=f"file_011C{uuid.uuid4().hex[:20]}", prefix="/v1", filename=upload.filename,
+                                    purpose="", content_type=upload.headers.get("content-type", "application/pdf"),
+                                    size=upload.size, sha256=upload.sha256, data=upload.data,
+                                    created_at=int(time.time()))
+                with fake.lock:
+                    fake.files[stored.id] = stored
+                self._send_json(200, _file_metadata(stored))
+                return
+            if file_id is None and self.command == "GET":
+                listed = [_file_metadata(stored) for stored in list(fake.files.values())]
+                self._send_json(200, {"data": listed, "has_more": False,
+                                      "first_id": listed[0]["id"] if listed else None,
+                                      "last_id": listed[-1]["id"] if listed else None})
+                return
+            stored = fake.files.get(file_id or "")
+            if stored is None:
+                self._send_json(404, error_body("not_found_error", f"File not found: {file_id}"))
+            elif self.command == "GET":
+                self._send_json(200, _file_metadata(stored))
+            elif self.command == "DELETE":
+                with fake.lock:
+                    fake.files.pop(stored.id, None)
+                self._send_json(200, {"id": stored.id, "type": "file_deleted"})
+            else:
+                self._send_json(405, error_body("invalid_request_error", f"{self.command} is not allowed here."))
+
+        def _file_sources_ok(self, body: dict) -> bool:
+            """A message quoting a Files API file needs the beta header and a file that exists."""
+            quoted = _quoted_file_ids(body.get("messages"))
+            if quoted and not self._has_files_beta():
+                self._send_json(400, error_body("invalid_request_error",
+                                                f"File sources need the beta header 'anthropic-beta: {FILES_BETA}'."))
+                return False
+            for file_id in quoted:
+                if file_id not in fake.files:
+                    self._send_json(404, error_body("not_found_error", f"File not found: {file_id}"))
+                    return False
+            return True
 
         def _send_json(self, status: int, payload: dict, headers: dict | None = None):
             data = json.dumps(payload).encode()

@@ -11,6 +11,9 @@
   (Google's token audience), `scope` and `exp` are checked; tokens live `token_lifetime` seconds and
   `token_requests` counts calls.
 
+- Files: the Gemini Files API (resumable uploads) and the Cloud Storage JSON API, served from
+  tests/fakes/google_files.py; their state is `fake.files`.
+
 Answers are derived from the request (a text reply, or a `functionCall` of the first declared function
 when tools are offered) unless a test queues exact upstream bodies with `script()`. Faults are queued
 with `fail_next()`. Every request is recorded with its method, path, query, headers and body.
@@ -31,6 +34,7 @@ from urllib.parse import parse_qs, urlsplit
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from tests.fakes.google_files import GoogleFiles, route
 from tests.fakes.openai_server import RecordedRequest
 
 GEMINI_KEY = "AIza-fake-gemini-key-0123456789"
@@ -94,6 +98,7 @@ class FakeGoogle:
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.token_uri = f"{self.url}/token"
+        self.files = GoogleFiles(self.url)
         self._defaults()
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -113,6 +118,7 @@ class FakeGoogle:
             self.requests.clear()
             self.faults.clear()
             self.scripted.clear()
+        self.files.reset()
         self._defaults()
 
     # -- scripting --------------------------------------------------------------------------------
@@ -238,7 +244,8 @@ def _make_handler(fake: FakeGoogle):
             except (BrokenPipeError, ConnectionResetError):
                 self.close_connection = True
 
-        def do_POST(self):
+        def _receive(self) -> tuple[RecordedRequest, Fault | None, bool]:
+            """Read and record the request, then play its fault: (record, fault left, answered already)."""
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             parts = urlsplit(self.path)
@@ -251,20 +258,52 @@ def _make_handler(fake: FakeGoogle):
             with fake.lock:
                 fake.requests.append(record)
             if parts.path == "/token":
-                self._token(raw)
-                return
-            fault = fake.take_fault(parts.path)
+                return record, None, False
+            fault = fake.take_fault(self.path)
             if fault is not None and fault.kind == "hang":
                 time.sleep(fault.seconds)
                 fault = None
             if fault is not None and fault.kind == "reset":
                 self.connection.shutdown(socket.SHUT_RDWR)
                 self.connection.close()
-                return
+                return record, None, True
             if fault is not None and fault.kind == "status":
                 self._json(fault.status, fault.body if fault.body is not None else
                            google_error(fault.status, "INTERNAL", f"fake failure {fault.status}"), fault.headers)
+                return record, None, True
+            return record, fault, False
+
+        def _file_route(self, record: RecordedRequest) -> bool:
+            answer = route(fake.files, self.command, self.path, record.headers, record.body, record.raw,
+                           fake.token_valid, fake.api_key)
+            if answer is None:
+                return False
+            status, payload, headers = answer
+            if payload is None:
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            else:
+                self._json(status, payload, headers)
+            return True
+
+        def do_GET(self):
+            record, _, answered = self._receive()
+            if not answered and not self._file_route(record):
+                self._json(404, google_error(404, "NOT_FOUND", f"no route {record.path}"))
+
+        do_DELETE = do_GET
+
+        def do_POST(self):
+            record, fault, answered = self._receive()
+            if answered:
                 return
+            if record.path == "/token":
+                self._token(record.raw)
+                return
+            if self._file_route(record):
+                return
+            parts = urlsplit(self.path)
             path, _, method = parts.path.rpartition(":")
             if path.startswith("/v1beta/models/"):
                 if record.headers.get("x-goog-api-key") != fake.api_key:
@@ -282,7 +321,7 @@ def _make_handler(fake: FakeGoogle):
             else:
                 self._json(404, google_error(404, "NOT_FOUND", f"no route {parts.path}"))
                 return
-            body = body or {}
+            body = record.body or {}
             if method == "generateContent":
                 self._json(200, fake.take_script() or _generate_answer(fake, body, model))
             elif method == "streamGenerateContent" and parse_qs(parts.query).get("alt") == ["sse"]:

@@ -4,11 +4,19 @@ Tests point deployments at it and then assert what reached it. Behaviour is scri
 queue faults (`fail_next`), slow it down (everything, or only paths containing a fragment, so that
 deployments told apart by a path prefix answer at different speeds), make streams long or slow, or
 make it hang. Every request is recorded with its method, path, query, headers and JSON body.
+
+Files: OpenAI's `POST/GET /v1/files`, `GET/DELETE /v1/files/{id}`, `GET /v1/files/{id}/content` and
+Azure's `/openai/files?api-version=...` equivalents. Uploads are read as they arrive (a streaming
+multipart reader, so a 200 MB upload costs the test process little): each part's headers, size and
+SHA-256 are recorded, and the bytes are kept up to `keep_file_bytes`. Every path prefix (`/v1`,
+`/a/v1`, `/openai`) is its own account: a file uploaded under one is unknown under another. A chat
+that quotes a `file_id` this account does not hold is refused, as OpenAI refuses it.
 """
 from __future__ import annotations
 
 import base64
 import json
+import re
 import socket
 import struct
 import threading
@@ -19,6 +27,15 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from tests.fakes.multipart import (
+    KEEP_FILE_BYTES,
+    FormPart,
+    MultipartError,
+    StoredFile,
+    form_fields,
+    read_multipart,
+)
+
 
 @dataclass
 class RecordedRequest:
@@ -27,7 +44,8 @@ class RecordedRequest:
     query: dict[str, list[str]]
     headers: dict[str, str]
     body: dict | None
-    raw: bytes
+    raw: bytes  # empty for a multipart body larger than the fake keeps
+    form: list[FormPart] | None = None  # the parts of a multipart body, in order
 
 
 @dataclass
@@ -49,6 +67,11 @@ class Fault:
     path_contains: str = ""
 
 
+OPENAI_PURPOSES = ("assistants", "batch", "fine-tune", "vision", "user_data", "evals")
+AZURE_PURPOSES = ("assistants", "batch", "fine-tune")
+FILES_ROUTE = re.compile(r"^(?P<prefix>.*)/files(?:/(?P<file_id>[^/]+)(?P<content>/content)?)?$")
+
+
 class FakeOpenAI:
     """The fake provider. `url` is its base URL (`http://127.0.0.1:<port>`); OpenAI routes live under `/v1`."""
 
@@ -66,6 +89,10 @@ class FakeOpenAI:
         self.embedding_dimensions = 8
         self.connections = 0  # TCP connections accepted (a pooled client reuses one for sequential calls)
         self.gzip_responses = False  # gzip every body when the client's Accept-Encoding allows it
+        self.files: dict[str, StoredFile] = {}
+        self.keep_file_bytes = KEEP_FILE_BYTES
+        self.max_file_bytes: int | None = None  # uploads larger than this get OpenAI's 413
+        self.validate_file_ids = True  # a chat quoting a file this account does not hold gets a 400
         handler = _make_handler(self)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
@@ -89,6 +116,16 @@ class FakeOpenAI:
         self.embedding_dimensions = 8
         self.connections = 0
         self.gzip_responses = False
+        with self.lock:
+            self.files.clear()
+        self.keep_file_bytes = KEEP_FILE_BYTES
+        self.max_file_bytes = None
+        self.validate_file_ids = True
+
+    def files_under(self, prefix: str) -> list[StoredFile]:
+        """The files one account holds (`"/v1"` for OpenAI at `<url>/v1`, `"/openai"` for Azure)."""
+        with self.lock:
+            return [stored for stored in self.files.values() if stored.prefix == prefix]
 
     def fail_next(self, count: int = 1, **fault) -> None:
         with self.lock:
@@ -113,6 +150,15 @@ class FakeOpenAI:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+def _file_object(stored: StoredFile, azure: bool) -> dict:
+    """A file as OpenAI (or Azure, which has no `expires_at`) describes it."""
+    described = {"id": stored.id, "object": "file", "bytes": stored.size, "created_at": stored.created_at,
+                 "filename": stored.filename, "purpose": stored.purpose, "status": "processed"}
+    if not azure:
+        described.update({"expires_at": None, "status_details": None})
+    return described
 
 
 def _gzip(payload: bytes) -> bytes:
@@ -162,14 +208,26 @@ def _make_handler(fake: FakeOpenAI):
 
         def _handle(self):
             length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
             parts = urlsplit(self.path)
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                body = None
+            form = None
+            if (self.headers.get("Content-Type") or "").startswith("multipart/form-data"):
+                try:
+                    form, raw = read_multipart(self.rfile, length, self.headers["Content-Type"],
+                                               fake.keep_file_bytes)
+                except MultipartError as error:
+                    self.close_connection = True
+                    self._send_json(400, {"error": {"message": f"Malformed multipart body: {error}",
+                                                    "type": "invalid_request_error", "param": None, "code": None}})
+                    return
+                body = form_fields(form)
+            else:
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    body = None
             record = RecordedRequest(self.command, parts.path, parse_qs(parts.query),
-                                     {k.lower(): v for k, v in self.headers.items()}, body, raw)
+                                     {k.lower(): v for k, v in self.headers.items()}, body, raw, form)
             with fake.lock:
                 fake.requests.append(record)
             fault = fake.take_fault(parts.path)
@@ -194,7 +252,12 @@ def _make_handler(fake: FakeOpenAI):
                 time.sleep(latency)
             path = parts.path
             body = body or {}
-            if path.endswith("/chat/completions"):
+            files_route = FILES_ROUTE.match(path)
+            if files_route is not None:
+                self._files(files_route, record)
+            elif path.endswith("/chat/completions"):
+                if not self._file_ids_known(path, body):
+                    return
                 self._chat(body, fault)
             elif path.endswith("/completions"):
                 self._completion(body, fault)
@@ -261,6 +324,89 @@ def _make_handler(fake: FakeOpenAI):
                 with fake.lock:
                     fake.disconnects += 1
             self.close_connection = True
+
+        # -- files ----------------------------------------------------------------------
+        def _files(self, route: re.Match, record: RecordedRequest):
+            prefix, file_id = route.group("prefix"), route.group("file_id")
+            azure = prefix.endswith("/openai")
+            if self.command == "POST" and file_id is None:
+                self._file_create(prefix, azure, record)
+                return
+            stored = fake.files.get(file_id or "")
+            if file_id is not None and (stored is None or stored.prefix != prefix):
+                self._file_missing(file_id, azure)
+            elif self.command == "GET" and file_id is None:
+                listed = [_file_object(f, azure) for f in fake.files_under(prefix)
+                          if f.purpose == (record.query.get("purpose") or [f.purpose])[0]]
+                self._send_json(200, {"object": "list", "data": listed, "has_more": False,
+                                      "first_id": listed[0]["id"] if listed else None,
+                                      "last_id": listed[-1]["id"] if listed else None})
+            elif self.command == "GET" and route.group("content"):
+                self._send_raw(200, stored.data or b"", "application/octet-stream")
+            elif self.command == "GET":
+                self._send_json(200, _file_object(stored, azure))
+            elif self.command == "DELETE" and not route.group("content"):
+                with fake.lock:
+                    fake.files.pop(stored.id, None)
+                self._send_json(200, {"id": stored.id, "object": "file", "deleted": True})
+            else:
+                self._send_json(405, {"error": {"message": f"{self.command} is not allowed here.",
+                                                "type": "invalid_request_error", "param": None, "code": None}})
+
+        def _file_create(self, prefix: str, azure: bool, record: RecordedRequest):
+            fields = record.body if record.form is not None else {}
+            purposes = AZURE_PURPOSES if azure else OPENAI_PURPOSES
+            uploads = [part for part in record.form or [] if part.name == "file" and part.filename is not None]
+            if not isinstance(fields.get("purpose"), str):
+                self._invalid("Missing required parameter: 'purpose'.", "purpose", "missing_required_parameter")
+            elif not uploads:
+                self._invalid("Missing required parameter: 'file'.", "file", "missing_required_parameter")
+            elif fields["purpose"] not in purposes:
+                self._invalid(f"'{fields['purpose']}' is not one of {list(purposes)} - 'purpose'", "purpose", None)
+            elif fake.max_file_bytes is not None and uploads[0].size > fake.max_file_bytes:
+                self._send_json(413, {"error": {"message": "File is too large.", "type": "invalid_request_error",
+                                                "param": "file", "code": "file_too_large"}})
+            else:
+                upload = uploads[0]
+                stored = StoredFile(id=f"file-{uuid.uuid4().hex[:24]}", prefix=prefix, filename=upload.filename,
+                                    purpose=fields["purpose"],
+                                    content_type=upload.headers.get("content-type", "application/octet-stream"),
+                                    size=upload.size, sha256=upload.sha256, data=upload.data,
+                                    created_at=int(time.time()))
+                with fake.lock:
+                    fake.files[stored.id] = stored
+                # Azure answers 201 Created for a new file, OpenAI 200.
+                self._send_json(201 if azure else 200, _file_object(stored, azure))
+
+        def _file_missing(self, file_id: str, azure: bool):
+            if azure:
+                self._send_json(404, {"error": {"code": "NotFound",
+                                                "message": f"File with id '{file_id}' was not found."}})
+            else:
+                self._send_json(404, {"error": {"message": f"No such File object: {file_id}",
+                                                "type": "invalid_request_error", "param": "id", "code": None}})
+
+        def _invalid(self, message: str, param: str | None, code: str | None):
+            self._send_json(400, {"error": {"message": message, "type": "invalid_request_error", "param": param,
+                                            "code": code}})
+
+        def _file_ids_known(self, path: str, body: dict) -> bool:
+            """Refuse, as OpenAI does, a chat quoting a file this account (path prefix) does not hold."""
+            if not fake.validate_file_ids:
+                return True
+            prefix = path[: -len("/chat/completions")]
+            if "/openai/deployments/" in prefix:
+                prefix = prefix.split("/deployments/", 1)[0]
+            held = {stored.id for stored in fake.files_under(prefix)}
+            for message in body.get("messages") or []:
+                content = message.get("content") if isinstance(message, dict) else None
+                for part in content if isinstance(content, list) else []:
+                    file = part.get("file") if isinstance(part, dict) and part.get("type") == "file" else None
+                    file_id = file.get("file_id") if isinstance(file, dict) else None
+                    if file_id is not None and file_id not in held:
+                        self._invalid(f"Invalid file id '{file_id}': no such file.", "messages", "invalid_file_id")
+                        return False
+            return True
 
         # -- operations -----------------------------------------------------------------
         def _chat(self, body: dict, fault: Fault | None):

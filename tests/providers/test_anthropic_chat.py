@@ -142,8 +142,9 @@ def test_images_and_pdfs_become_content_blocks(fake, anthropic, deadline):
      "messages[0].content[0]: content parts of type 'input_audio' cannot be sent to an Anthropic model."),
     ({"type": "image_url", "image_url": {"url": "data:audio/wav;base64,AAAA"}},
      "messages[0].content[0]: Anthropic models do not accept audio/wav data."),
-    ({"type": "file", "file": {"file_id": "file-abc"}},
-     "messages[0].content[0]: Anthropic models take files as `file.file_data` (base64)."),
+    ({"type": "file", "file": {"filename": "a.pdf"}},
+     "messages[0].content[0]: Anthropic models take files as `file.file_data` (base64) or `file.file_id` "
+     "(an Anthropic file id)."),
 ])
 def test_parts_anthropic_cannot_take_are_a_clear_400_and_nothing_is_sent(fake, anthropic, deadline, part, message):
     with pytest.raises(InvalidRequestError) as raised:

@@ -44,9 +44,9 @@ def test_each_prefix_resolves_to_its_adapter(prefix, adapter_class, name):
     assert prefix in known_providers()
 
 
-def test_compatible_server_prefixes_share_the_one_openai_adapter_instance():
-    assert adapter_for("hosted_vllm") is adapter_for("openai")
-    assert adapter_for("openai_like") is adapter_for("openai")
+def test_compatible_server_prefixes_share_one_openai_adapter_without_files():
+    assert adapter_for("hosted_vllm") is adapter_for("openai_like")
+    assert (adapter_for("hosted_vllm").supports_files, adapter_for("openai").supports_files) == (False, True)
 
 
 def test_an_unknown_provider_is_a_lookup_error_naming_the_known_ones():

@@ -54,6 +54,23 @@ ANTHROPIC_OPERATIONS = [
 ]
 
 
+# Managed files (engineer H): a multipart upload and a binary download besides JSON.
+FILE_ERRORS = {"401", "404"}
+FILE_OBJECT = {"$ref": "#/components/schemas/File"}
+# path, method, operationId, request (media type, component), 200 (media type, schema), error statuses
+FILE_OPERATIONS = [
+    ("/v1/files", "post", "create_file", ("multipart/form-data", "FileUploadRequest"),
+     ("application/json", FILE_OBJECT), {"400", "401", "403", "413", "502"}),
+    ("/v1/files", "get", "list_files", None, ("application/json", {"$ref": "#/components/schemas/FileList"}),
+     {"400", "401"}),
+    ("/v1/files/{file_id}", "get", "retrieve_file", None, ("application/json", FILE_OBJECT), FILE_ERRORS),
+    ("/v1/files/{file_id}", "delete", "delete_file", None,
+     ("application/json", {"$ref": "#/components/schemas/FileDeleted"}), FILE_ERRORS),
+    ("/v1/files/{file_id}/content", "get", "retrieve_file_content", None,
+     ("application/octet-stream", {"type": "string", "format": "binary"}), FILE_ERRORS),
+]
+
+
 @pytest.fixture(scope="module")
 def schema(tmp_path_factory) -> dict:
     """The document as `manage.py spectacular --validate --fail-on-warn` writes it (raises on any warning)."""
@@ -72,7 +89,8 @@ def test_the_schema_validates_without_warnings(schema):
 
 
 def test_exactly_the_api_routes_are_documented(schema):
-    expected = {(path, method) for path, method, *_ in OPERATIONS + KEY_OPERATIONS + ANTHROPIC_OPERATIONS} | {
+    expected = {(path, method) for path, method, *_ in
+                OPERATIONS + KEY_OPERATIONS + ANTHROPIC_OPERATIONS + FILE_OPERATIONS} | {
         ("/spend/logs", "get")}
     assert {(path, method) for path, methods in schema["paths"].items() for method in methods} == expected
 
@@ -155,6 +173,38 @@ def test_azure_requests_take_the_model_from_the_path(schema, name, openai_name):
     components = schema["components"]["schemas"]
     assert "model" not in components[name]["required"]
     assert components[name]["required"] == [field for field in components[openai_name]["required"] if field != "model"]
+
+
+@pytest.mark.parametrize(("path", "method", "operation_id", "request_body", "answer", "errors"), FILE_OPERATIONS)
+def test_the_file_operations_document_their_forms_answers_and_errors(schema, path, method, operation_id, request_body,
+                                                                     answer, errors):
+    operation = schema["paths"][path][method]
+    assert operation["operationId"] == operation_id
+    assert operation["tags"] == ["Files"]
+    if request_body is None:
+        assert "requestBody" not in operation
+    else:
+        media_type, name = request_body
+        assert operation["requestBody"] == {"content": {media_type: {"schema": component(name)}}, "required": True}
+    media_type, answer_schema = answer
+    assert operation["responses"]["200"]["content"] == {media_type: {"schema": answer_schema}}
+    assert {status for status in operation["responses"] if status.startswith(("4", "5"))} == errors
+    for status in errors:
+        response = operation["responses"][status]
+        assert response["content"] == {"application/json": {"schema": ERROR_ENVELOPE}}, (path, status)
+        assert response["description"]
+    assert operation["security"] == [{"BearerAuth": []}, {"ApiKeyHeader": []}, {"AzureApiKeyHeader": []}]
+
+
+def test_the_file_components_follow_openais_shapes(schema):
+    components = schema["components"]["schemas"]
+    assert components["File"]["required"] == ["id", "object", "bytes", "created_at", "filename", "purpose", "status"]
+    assert components["FileList"]["required"] == ["object", "data", "first_id", "last_id", "has_more"]
+    assert components["FileDeleted"]["required"] == ["id", "object", "deleted"]
+    upload = components["FileUploadRequest"]
+    assert upload["required"] == ["file", "purpose"]
+    assert upload["properties"]["purpose"]["enum"] == ["assistants", "batch", "fine-tune", "vision", "user_data",
+                                                       "evals"]
 
 
 @pytest.mark.parametrize(("path", "stream_component"), [("/v1/chat/completions", "ChatCompletionChunkStream"),
