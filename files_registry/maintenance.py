@@ -8,49 +8,19 @@ idempotent (a copy already deleted is a 404 the adapter accepts; purges and upda
 from __future__ import annotations
 
 import logging
-import os
-import threading
-import time
 
 from django.conf import settings
-from django.db import connections
+
+from models_registry.periodic import PeriodicTask
 
 logger = logging.getLogger("gatehouse.files")
 
 DEFAULT_INTERVAL_SECONDS = 60.0
 
 
-class _Maintenance:
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.pid = 0
-        self.thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        interval = float(getattr(settings, "GATEWAY_FILE_MAINTENANCE_SECONDS", DEFAULT_INTERVAL_SECONDS))
-        if interval <= 0:
-            return
-        with self.lock:
-            if self.pid == os.getpid() and self.thread is not None:
-                return
-            self.pid = os.getpid()  # after a fork the parent's thread does not exist here: start our own
-            self.thread = threading.Thread(target=self.loop, args=(interval,), name="gatehouse-file-maintenance",
-                                           daemon=True)
-            self.thread.start()
-
-    def loop(self, interval: float) -> None:
-        while True:
-            time.sleep(interval)
-            files_maintenance_run_once()
-            connections.close_all()
-
-
-_maintenance = _Maintenance()
-
-
 def files_maintenance_start() -> None:
     """Start this process's background pass (gunicorn's `post_worker_init`; again after a fork is fine)."""
-    _maintenance.start()
+    _maintenance.start(float(getattr(settings, "GATEWAY_FILE_MAINTENANCE_SECONDS", DEFAULT_INTERVAL_SECONDS)))
 
 
 def files_maintenance_run_once() -> dict[str, int]:
@@ -66,3 +36,6 @@ def files_maintenance_run_once() -> dict[str, int]:
     except Exception:
         logger.exception("file maintenance failed; retrying on the next run")
     return done
+
+
+_maintenance = PeriodicTask("file-maintenance", files_maintenance_run_once)

@@ -33,14 +33,16 @@ log_flush_seconds = float(os.environ.get("GATEWAY_LOG_FLUSH_SECONDS", "1"))
 
 
 def post_worker_init(worker):
-    """Start the worker's request log flusher once Django is loaded (see keys/log_buffer.py)."""
+    """Start the worker's background work once Django is loaded (see models_registry/periodic.py)."""
     from files_registry.maintenance import files_maintenance_start
     from keys.log_buffer import flusher_start
     from keys.maintenance import maintenance_start
+    from models_registry.health import background_health_checks_start
 
-    flusher_start(interval=log_flush_seconds)
+    flusher_start(interval=log_flush_seconds)  # request logs and spend (keys/log_buffer.py)
     maintenance_start()  # keys' last use and budget resets, written in the background (keys/maintenance.py)
     files_maintenance_start()  # provider copies left to delete, expired files (files_registry/maintenance.py)
+    background_health_checks_start()  # when the config asks for them (models_registry/health.py)
 
 
 def worker_exit(server, worker):

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import atexit
 import logging
-import os
 import threading
 import time
 from datetime import datetime
 
 from django.conf import settings
-from django.db import connections
 from django.utils import timezone
+
+from models_registry.periodic import PeriodicTask
 
 logger = logging.getLogger("gatehouse.keys")
 
@@ -35,8 +35,8 @@ class _Maintenance:
         self.noted_at: dict[str, float] = {}
         self.rollover_noticed = False
         self.last_sweep = 0.0
-        self.pid = 0
-        self.thread: threading.Thread | None = None
+        self.exit_hook_registered = False
+        self.task = PeriodicTask("key-maintenance", self.run_once)
 
     def key_used(self, key_id: str) -> None:
         now = time.monotonic()
@@ -55,24 +55,10 @@ class _Maintenance:
         self.rollover_noticed = True
 
     def start(self) -> None:
-        if self.pid == os.getpid() and self.thread is not None:
-            return
         interval = float(getattr(settings, "GATEWAY_KEY_MAINTENANCE_SECONDS", DEFAULT_INTERVAL_SECONDS))
-        if interval <= 0:
-            return
-        with self.lock:
-            if self.pid == os.getpid() and self.thread is not None:
-                return
-            self.pid = os.getpid()  # after a fork the parent's thread does not exist here: start our own
-            self.thread = threading.Thread(target=self.loop, args=(interval,), name="gatehouse-key-maintenance",
-                                           daemon=True)
-            self.thread.start()
-            atexit.register(self.run_once)
-
-    def loop(self, interval: float) -> None:
-        while True:
-            time.sleep(interval)
-            self.run_once()
+        if self.task.start(interval) and not self.exit_hook_registered:
+            atexit.register(self.run_once)  # last-use times noted since the last run are written on exit
+            self.exit_hook_registered = True
 
     def run_once(self) -> dict[str, int]:
         """Write what is pending now. Never raises: a failed batch is logged and retried next time."""
@@ -95,9 +81,6 @@ class _Maintenance:
                 for key_id, used_at in pending.items():
                     self.pending.setdefault(key_id, used_at)
                 self.rollover_noticed = self.rollover_noticed or sweep
-        finally:
-            if threading.current_thread() is self.thread:
-                connections.close_all()
         return done
 
 

@@ -11,7 +11,6 @@ provider's answer to bad credentials), and any credential value that still appea
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,6 +23,7 @@ from django.db import close_old_connections
 from models_registry.choices import DeploymentMode
 from models_registry.cooldowns import cooldown_end, cooldown_start
 from models_registry.deployment_params import public_params
+from models_registry.periodic import PeriodicTask
 from models_registry.runtime import gateway_config
 from models_registry.secrets import mask
 from models_registry.snapshot import RoutableDeployment, current_snapshot
@@ -149,10 +149,12 @@ def _endpoint(deployment: RoutableDeployment, result: HealthResult) -> dict[str,
 # --- background checks --------------------------------------------------------------------------
 class _BackgroundChecks:
     def __init__(self) -> None:
-        self.thread: threading.Thread | None = None
-        self.stop = threading.Event()
-        self.lock = threading.Lock()
         self.cooled: set[str] = set()
+        self.interval = 0.0
+        self.task = PeriodicTask("health", self.round, run_at_start=True)
+
+    def round(self) -> None:
+        health_check_round(interval=self.interval)
 
 
 _background = _BackgroundChecks()
@@ -167,23 +169,14 @@ def background_health_checks_start() -> bool:
     config = gateway_config()
     if not config.background_health_checks:
         return False
-    with _background.lock:
-        if _background.thread is not None and _background.thread.is_alive():
-            return True
-        _background.stop.clear()
-        _background.thread = threading.Thread(target=_run_checks_forever, args=(config.health_check_interval,),
-                                              name="gatehouse-health", daemon=True)
-        _background.thread.start()
+    _background.interval = config.health_check_interval
+    _background.task.start(config.health_check_interval)
     logger.info("background health checks every %.0f s", config.health_check_interval)
     return True
 
 
 def background_health_checks_stop() -> None:
-    _background.stop.set()
-    thread = _background.thread
-    if thread is not None:
-        thread.join(timeout=5)
-    _background.thread = None
+    _background.task.stop()
 
 
 def health_check_round(*, interval: float) -> list[HealthResult]:
@@ -203,13 +196,3 @@ def health_check_round(*, interval: float) -> list[HealthResult]:
             cooldown_end(result.deployment_id)
             _background.cooled.discard(result.deployment_id)
     return results
-
-
-def _run_checks_forever(interval: float) -> None:
-    while True:
-        try:
-            health_check_round(interval=interval)
-        except Exception:
-            logger.exception("background health check round failed")
-        if _background.stop.wait(interval):
-            return
