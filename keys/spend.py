@@ -38,44 +38,68 @@ def usage_records_write(*, records: Sequence[UsageRecord]) -> None:
     if not records:
         return
     with transaction.atomic():
-        RequestLog.objects.bulk_create([request_log_from_record(record) for record in records], batch_size=500)
+        _request_logs_insert(records)
         _spend_add(VirtualKey, _totals_by(records, "key_id"))
         _spend_add(Team, _totals_by(records, "team_id"))
         _daily_spend_upsert(records)
 
 
-def request_log_from_record(record: UsageRecord) -> RequestLog:
-    """A `RequestLog` for one record; strings cut to their column and counts to theirs, so that one odd
-    request (a 10 000-character model name) can never make a whole batch fail."""
-    return RequestLog(
-        request_id=_cut(record.request_id, "request_id"),
-        created_at=datetime.fromtimestamp(record.started_at, tz=UTC),
-        key_id=_cut(record.key_id, "key_id"),
-        key_alias=_cut(record.key_alias, "key_alias"),
-        team_id=_cut(record.team_id, "team_id"),
-        user_id=_cut(record.user_id, "user_id"),
-        operation=_cut(record.operation, "operation"),
-        model_group=_cut(record.model_group, "model_group"),
-        deployment_id=_cut(record.deployment_id, "deployment_id"),
-        provider=_cut(record.provider, "provider"),
-        provider_model=_cut(record.provider_model, "provider_model"),
-        streamed=record.streamed,
-        status=record.status,
-        status_code=min(max(record.status_code, 0), SMALL_INTEGER_MAX),
-        error_type=_cut(record.error_type, "error_type"),
-        prompt_tokens=min(record.prompt_tokens, INTEGER_MAX),
-        completion_tokens=min(record.completion_tokens, INTEGER_MAX),
-        total_tokens=min(record.total_tokens, INTEGER_MAX),
-        cost=record.cost,
-        latency_ms=record.latency_ms,
-        time_to_first_token_ms=record.time_to_first_token_ms,
-        attempts=min(record.attempts, SMALL_INTEGER_MAX),
-        fallbacks=min(record.fallbacks, SMALL_INTEGER_MAX),
-        metadata=record.metadata if isinstance(record.metadata, dict) else {},
-    )
+# The columns a log row is written with, in order (the id is the database's).
+LOG_COLUMNS = ("request_id", "created_at", "key_id", "key_alias", "team_id", "user_id", "operation", "model_group",
+               "deployment_id", "provider", "provider_model", "streamed", "status", "status_code", "error_type",
+               "prompt_tokens", "completion_tokens", "total_tokens", "cost", "latency_ms", "time_to_first_token_ms",
+               "attempts", "fallbacks", "metadata")
+
+
+def _request_logs_insert(records: Sequence[UsageRecord]) -> None:
+    """One prepared INSERT run over the whole batch.
+
+    `bulk_create` builds and validates a model instance per row and cost about a third of the worker's
+    CPU at a few hundred requests a second; the rows here are plain tuples, adapted once per value.
+    """
+    quote = connection.ops.quote_name
+    columns = ", ".join(quote(RequestLog._meta.get_field(name).column) for name in LOG_COLUMNS)
+    statement = (f"INSERT INTO {quote(RequestLog._meta.db_table)} ({columns}) "  # noqa: S608 - names from the model
+                 f"VALUES ({', '.join(['%s'] * len(LOG_COLUMNS))})")
+    metadata_field = RequestLog._meta.get_field("metadata")
+    empty_metadata = metadata_field.get_db_prep_save({}, connection)
+    adapt_datetime = connection.ops.adapt_datetimefield_value
+    rows = []
+    for record in records:
+        metadata = record.metadata if isinstance(record.metadata, dict) else {}
+        rows.append((
+            _cut(record.request_id, "request_id"),
+            adapt_datetime(datetime.fromtimestamp(record.started_at, tz=UTC)),
+            _cut(record.key_id, "key_id"),
+            _cut(record.key_alias, "key_alias"),
+            _cut(record.team_id, "team_id"),
+            _cut(record.user_id, "user_id"),
+            _cut(record.operation, "operation"),
+            _cut(record.model_group, "model_group"),
+            _cut(record.deployment_id, "deployment_id"),
+            _cut(record.provider, "provider"),
+            _cut(record.provider_model, "provider_model"),
+            record.streamed,
+            record.status,
+            min(max(record.status_code, 0), SMALL_INTEGER_MAX),
+            _cut(record.error_type, "error_type"),
+            min(record.prompt_tokens, INTEGER_MAX),
+            min(record.completion_tokens, INTEGER_MAX),
+            min(record.total_tokens, INTEGER_MAX),
+            record.cost,
+            record.latency_ms,
+            record.time_to_first_token_ms,
+            min(record.attempts, SMALL_INTEGER_MAX),
+            min(record.fallbacks, SMALL_INTEGER_MAX),
+            metadata_field.get_db_prep_save(metadata, connection) if metadata else empty_metadata,
+        ))
+    with connection.cursor() as cursor:
+        cursor.executemany(statement, rows)
 
 
 def _cut(value: str, field_name: str) -> str:
+    """Strings cut to their column, so that one odd request (a 10 000-character model name) can never make
+    a whole batch fail."""
     limit = RequestLog._meta.get_field(field_name).max_length
     return value if len(value) <= limit else value[:limit]
 

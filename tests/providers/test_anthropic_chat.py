@@ -6,7 +6,6 @@ exact OpenAI-format answer the adapter returned. Nothing of Gatehouse is patched
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -22,17 +21,10 @@ PNG_BASE64 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDw
 PDF_BASE64 = "JVBERi0xLjQKJcOkw7zDtsOfCjIgMCBvYmoKPDwvTGVuZ3RoIDMgMCBSPj4Kc3RyZWFtCg=="
 
 
-@pytest.fixture(scope="module")
-def _server() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    yield fake
-    fake.close()
-
-
 @pytest.fixture
-def fake(_server) -> FakeAnthropic:
-    _server.reset()
-    return _server
+def fake(_anthropic_server) -> FakeAnthropic:
+    _anthropic_server.reset()
+    return _anthropic_server
 
 
 @pytest.fixture

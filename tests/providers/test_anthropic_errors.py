@@ -5,8 +5,6 @@ exactly: class, status, envelope, retry hint, and that an auth failure never rep
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from providers.anthropic import AnthropicProvider
@@ -30,17 +28,10 @@ CONTEXT_MESSAGE = ("input length and `max_tokens` exceed context limit: 198000 +
                    "length or `max_tokens` and try again")
 
 
-@pytest.fixture(scope="module")
-def _server() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    yield fake
-    fake.close()
-
-
 @pytest.fixture
-def fake(_server) -> FakeAnthropic:
-    _server.reset()
-    return _server
+def fake(_anthropic_server) -> FakeAnthropic:
+    _anthropic_server.reset()
+    return _anthropic_server
 
 
 @pytest.fixture

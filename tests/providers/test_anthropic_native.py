@@ -6,7 +6,6 @@ Anthropic's SSE frames untouched, ending after `message_stop`.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 
@@ -29,17 +28,10 @@ NATIVE = {"model": "claude-group", "max_tokens": 100, "system": "Be brief.",
           "metadata": {"user_id": "u-1", "trace": "gateway-only"}, "fallbacks": ["other"], "top_k": 3}
 
 
-@pytest.fixture(scope="module")
-def _server() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    yield fake
-    fake.close()
-
-
 @pytest.fixture
-def fake(_server) -> FakeAnthropic:
-    _server.reset()
-    return _server
+def fake(_anthropic_server) -> FakeAnthropic:
+    _anthropic_server.reset()
+    return _anthropic_server
 
 
 @pytest.fixture

@@ -5,8 +5,6 @@ adapter yields, in order, and what reached the fake.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from providers.anthropic import AnthropicProvider
@@ -25,17 +23,10 @@ from tests.providers.helpers import parsed_chunks, target_for
 MODEL = "claude-haiku-4-5-20251001"
 
 
-@pytest.fixture(scope="module")
-def _server() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    yield fake
-    fake.close()
-
-
 @pytest.fixture
-def fake(_server) -> FakeAnthropic:
-    _server.reset()
-    return _server
+def fake(_anthropic_server) -> FakeAnthropic:
+    _anthropic_server.reset()
+    return _anthropic_server
 
 
 @pytest.fixture

@@ -6,8 +6,6 @@ a `document` (or `image`) block whose source is the Anthropic file id; both are 
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from providers.anthropic import FILES_BETA
@@ -28,17 +26,10 @@ MODEL = "claude-sonnet-4-5-20250929"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64
 
 
-@pytest.fixture(scope="module")
-def _server() -> Iterator[FakeAnthropic]:
-    fake = FakeAnthropic()
-    yield fake
-    fake.close()
-
-
 @pytest.fixture
-def fake(_server) -> FakeAnthropic:
-    _server.reset()
-    return _server
+def fake(_anthropic_server) -> FakeAnthropic:
+    _anthropic_server.reset()
+    return _anthropic_server
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ import calendar
 import io
 import re
 import time
-from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -33,19 +32,6 @@ PDF = b"%PDF-1.7\n" + bytes(range(256)) * 700 + b"\n%%EOF\n"
 FILE_NAME = re.compile(r"^files/[a-z0-9]{12}$")
 UPLOAD_QUERY = re.compile(r"^ABg5-[A-Za-z0-9_-]+$")
 USER_PART = {"type": "file", "file": {"file_id": "file-AbCdEfGhIjKlMnOpQrStUvWx"}}
-
-
-@pytest.fixture(scope="module")
-def _google() -> Iterator[FakeGoogle]:
-    fake = FakeGoogle()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def google(_google) -> FakeGoogle:
-    _google.reset()
-    return _google
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import json
 import re
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import orjson
@@ -22,7 +21,6 @@ from providers.errors import (
     UpstreamServerError,
 )
 from providers.files import ProviderFileRef
-from providers.google_auth import forget_tokens
 from providers.google_files import FilesNotConfiguredError
 from providers.registry import adapter_for
 from tests.fakes.gemini_server import FakeGoogle
@@ -33,25 +31,6 @@ MODEL = "gemini-2.5-flash"
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 700 + b"\n%%EOF\n"
 RANDOM_SEGMENT = r"[A-Za-z0-9_-]{24}"
 USER_PART = {"type": "file", "file": {"file_id": "file-AbCdEfGhIjKlMnOpQrStUvWx"}}
-
-
-@pytest.fixture(scope="module")
-def _google() -> Iterator[FakeGoogle]:
-    fake = FakeGoogle()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture(scope="module")
-def _key(_google) -> dict:
-    return _google.service_account_key()
-
-
-@pytest.fixture
-def google(_google) -> FakeGoogle:
-    _google.reset()
-    forget_tokens()
-    return _google
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -20,19 +19,6 @@ from tests.providers.helpers import only_request, target_for, transport_headers
 
 MODEL = "gemini-2.0-flash"
 CALL_ID = re.compile(r"^call_[0-9a-f]{24}$")
-
-
-@pytest.fixture(scope="module")
-def _google() -> Iterator[FakeGoogle]:
-    fake = FakeGoogle()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def google(_google) -> FakeGoogle:
-    _google.reset()
-    return _google
 
 
 @pytest.fixture

@@ -1,8 +1,6 @@
 """Gemini embeddings: one input -> `:embedContent`, several -> `:batchEmbedContents`, base64 made by Gatehouse."""
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from providers.errors import InvalidRequestError
@@ -12,19 +10,6 @@ from tests.fakes.gemini_server import GEMINI_KEY, FakeGoogle, vector_for
 from tests.providers.helpers import only_request, target_for, transport_headers
 
 MODEL = "text-embedding-004"
-
-
-@pytest.fixture(scope="module")
-def _google() -> Iterator[FakeGoogle]:
-    fake = FakeGoogle()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def google(_google) -> FakeGoogle:
-    _google.reset()
-    return _google
 
 
 @pytest.fixture

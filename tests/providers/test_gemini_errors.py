@@ -4,8 +4,6 @@ Every case goes through the real HTTP path: the fake answers the status and Goog
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from providers.errors import (
@@ -27,19 +25,6 @@ MODEL = "gemini-2.0-flash"
 BODY = {"messages": [{"role": "user", "content": "Hi"}]}
 AUTH_MESSAGE = "The upstream provider rejected this deployment's credentials; the gateway operator must fix them."
 RETRY_INFO = {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": "37s"}
-
-
-@pytest.fixture(scope="module")
-def _google() -> Iterator[FakeGoogle]:
-    fake = FakeGoogle()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def google(_google) -> FakeGoogle:
-    _google.reset()
-    return _google
 
 
 @pytest.fixture

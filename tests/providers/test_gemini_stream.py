@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 import orjson
 import pytest
@@ -20,19 +19,6 @@ from tests.providers.helpers import drain, only_request, parsed_chunks, target_f
 MODEL = "gemini-2.0-flash"
 CALL_ID = re.compile(r"^call_[0-9a-f]{24}$")
 PLAIN = {"messages": [{"role": "user", "content": "Hi"}], "stream": True}
-
-
-@pytest.fixture(scope="module")
-def _google() -> Iterator[FakeGoogle]:
-    fake = FakeGoogle()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture
-def google(_google) -> FakeGoogle:
-    _google.reset()
-    return _google
 
 
 @pytest.fixture

@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from models_registry.secrets import SECRET_PARAM_NAMES
 from providers.errors import UpstreamAuthenticationError
-from providers.google_auth import REFRESH_MARGIN_SECONDS, CredentialsUnusableError, forget_tokens
+from providers.google_auth import REFRESH_MARGIN_SECONDS, CredentialsUnusableError
 from providers.http import Deadline
 from providers.registry import adapter_for, split_model
 from providers.translate.embeddings import base64_to_vector
@@ -24,25 +23,6 @@ from tests.providers.helpers import parsed_chunks, target_for, transport_headers
 MODEL = "gemini-2.5-flash"
 BODY = {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]}
 PREFIX = "/v1/projects/my-project/locations/europe-west4/publishers/google/models"
-
-
-@pytest.fixture(scope="module")
-def _google() -> Iterator[FakeGoogle]:
-    fake = FakeGoogle()
-    yield fake
-    fake.close()
-
-
-@pytest.fixture(scope="module")
-def _key(_google) -> dict:
-    return _google.service_account_key()
-
-
-@pytest.fixture
-def google(_google) -> FakeGoogle:
-    _google.reset()
-    forget_tokens()
-    return _google
 
 
 @pytest.fixture
