@@ -60,10 +60,6 @@ class ManagedFile(models.Model):
     def __str__(self) -> str:
         return f"{self.id} ({self.filename})"
 
-    @property
-    def is_deleted(self) -> bool:
-        return self.deleted_at is not None
-
 
 class ProviderFile(models.Model):
     """One deployment's copy of a managed file: the provider's own reference to it, and how it went."""

@@ -83,10 +83,6 @@ class Caller:
     key: KeyView | None = None
 
     @property
-    def is_master(self) -> bool:
-        return self.key is None
-
-    @property
     def is_admin(self) -> bool:
         """The master key, or a virtual key with the `proxy_admin` role: may manage the gateway."""
         return self.key is None or self.key.role == KeyRole.PROXY_ADMIN

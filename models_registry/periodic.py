@@ -51,10 +51,6 @@ class PeriodicTask:
             thread.join(timeout)
         self.thread = None
 
-    def running_here(self, thread: threading.Thread | None = None) -> bool:
-        """Whether `thread` (default: the current one) is this task's loop."""
-        return self.thread is not None and (thread or threading.current_thread()) is self.thread
-
     def _loop(self, interval: float) -> None:
         if self.run_at_start:
             self._run()

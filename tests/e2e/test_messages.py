@@ -11,15 +11,13 @@ import pytest
 import requests
 
 from tests.e2e.helpers import only_request
+from tests.e2e.messages_support import WEATHER, events, post_messages, spend_log
 from tests.fakes.openai_server import FakeOpenAI
-from tests.support.polling import wait_until
 from tests.support.server import MASTER_KEY, GatewayProcess, start_gateway
 
 pytestmark = pytest.mark.e2e
 
 UPSTREAM_KEY = "sk-upstream-openai-for-messages"
-WEATHER = {"name": "get_weather", "description": "Weather for a city.",
-           "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 WEATHER_FUNCTION = {"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
                                                      "parameters": WEATHER["input_schema"]}}
 HELLO = [{"role": "user", "content": "Say hello"}]
@@ -44,7 +42,7 @@ def gateway(tmp_path_factory, upstream) -> Iterator[GatewayProcess]:
         "router_settings": {"num_retries": 0},
         "general_settings": {"master_key": MASTER_KEY},
     }
-    process = start_gateway(tmp_path_factory.mktemp("messages"), config, env={"GATEWAY_KEEPALIVE": "1"})
+    process = start_gateway(tmp_path_factory.mktemp("messages"), config)
     yield process
     process.stop()
 
@@ -59,37 +57,6 @@ def fake(upstream) -> FakeOpenAI:
 def client(gateway) -> Iterator[anthropic.Anthropic]:
     with anthropic.Anthropic(base_url=gateway.url, api_key=MASTER_KEY, max_retries=0, timeout=30) as sdk:
         yield sdk
-
-
-def events(response: requests.Response) -> list[tuple[str, dict]]:
-    """Every SSE frame of a whole body as (event name, parsed data), checking each has both lines."""
-    parsed = []
-    for block in response.content.decode().split("\n\n"):
-        if not block:
-            continue
-        name_line, data_line = block.split("\n")
-        assert name_line.startswith("event: ") and data_line.startswith("data: "), block
-        parsed.append((name_line[len("event: "):], json.loads(data_line[len("data: "):])))
-    return parsed
-
-
-def post_messages(gateway: GatewayProcess, body: dict, path: str = "/v1/messages", **headers) -> requests.Response:
-    return requests.post(f"{gateway.url}{path}", json=body, timeout=30,
-                         headers={"x-api-key": MASTER_KEY, "anthropic-version": "2023-06-01", **headers})
-
-
-def spend_log(gateway: GatewayProcess, request_id: str) -> dict:
-    rows: list[dict] = []
-
-    def logged() -> bool:
-        response = requests.get(f"{gateway.url}/spend/logs", params={"request_id": request_id},
-                                headers={"Authorization": f"Bearer {MASTER_KEY}"}, timeout=10)
-        rows[:] = response.json()
-        return bool(rows)
-
-    assert wait_until(logged, seconds=10)
-    [row] = rows
-    return row
 
 
 def test_a_plain_message_is_translated_to_chat_and_back(gateway, client, fake):

@@ -9,7 +9,7 @@ import anthropic
 import pytest
 import requests
 
-from tests.e2e.test_messages import WEATHER, events, post_messages, spend_log
+from tests.e2e.messages_support import WEATHER, events, post_messages, spend_log
 from tests.fakes.anthropic_server import (
     COUNT_TOKENS,
     DEFAULT_TEXT,
@@ -47,7 +47,7 @@ def gateway(tmp_path_factory, upstream) -> Iterator[GatewayProcess]:
         "router_settings": {"num_retries": 0},
         "general_settings": {"master_key": MASTER_KEY},
     }
-    process = start_gateway(tmp_path_factory.mktemp("messages-native"), config, env={"GATEWAY_KEEPALIVE": "1"})
+    process = start_gateway(tmp_path_factory.mktemp("messages-native"), config)
     yield process
     process.stop()
 

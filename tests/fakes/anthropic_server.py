@@ -25,18 +25,16 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from http.server import ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 from tests.fakes.multipart import (
     KEEP_FILE_BYTES,
     FormPart,
     MultipartError,
     StoredFile,
-    form_fields,
-    read_multipart,
 )
-from tests.fakes.openai_server import RecordedRequest
+from tests.fakes.recording import RecordedRequest, RecordingHandler
 
 DEFAULT_TEXT = "Hello from the fake Anthropic."
 DEFAULT_USAGE = {"input_tokens": 12, "output_tokens": 6}
@@ -197,19 +195,7 @@ def frame(name: str, payload: dict) -> bytes:
 
 
 def _make_handler(fake: FakeAnthropic):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def log_message(self, format, *args):  # noqa: A002 - silence the default stderr log
-            return
-
-        def handle_one_request(self):
-            try:
-                super().handle_one_request()
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-
+    class Handler(RecordingHandler):
         def do_POST(self):
             self._handle()
 
@@ -220,28 +206,14 @@ def _make_handler(fake: FakeAnthropic):
             self._handle()
 
         def _handle(self):
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                record = self.read_request(fake)
+            except MultipartError as error:
+                self.close_connection = True
+                self._send_json(400, error_body("invalid_request_error", f"Malformed multipart body: {error}"))
+                return
             parts = urlsplit(self.path)
-            form = None
-            if (self.headers.get("Content-Type") or "").startswith("multipart/form-data"):
-                try:
-                    form, raw = read_multipart(self.rfile, length, self.headers["Content-Type"],
-                                               fake.keep_file_bytes)
-                except MultipartError as error:
-                    self.close_connection = True
-                    self._send_json(400, error_body("invalid_request_error", f"Malformed multipart body: {error}"))
-                    return
-                body = form_fields(form)
-            else:
-                raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw) if raw else None
-                except ValueError:
-                    body = None
-            record = RecordedRequest(self.command, parts.path, parse_qs(parts.query),
-                                     {k.lower(): v for k, v in self.headers.items()}, body, raw, form)
-            with fake.lock:
-                fake.requests.append(record)
+            body, form = record.body, record.form
             fault = fake.take_fault(parts.path)
             if fault is not None and fault.kind == "hang":
                 time.sleep(fault.seconds)

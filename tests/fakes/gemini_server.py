@@ -27,7 +27,7 @@ import struct
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.fakes.google_files import GoogleFiles, route
-from tests.fakes.openai_server import RecordedRequest
+from tests.fakes.recording import RecordedRequest, RecordingHandler
 
 GEMINI_KEY = "AIza-fake-gemini-key-0123456789"
 SCOPE = "https://www.googleapis.com/auth/cloud-platform"
@@ -231,32 +231,11 @@ def _stream_events(fake: FakeGoogle, body: dict, model: str) -> list[dict]:
 
 
 def _make_handler(fake: FakeGoogle):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        disable_nagle_algorithm = True
-
-        def log_message(self, format, *args):  # noqa: A002 - silence the default stderr log
-            return
-
-        def handle_one_request(self):
-            try:
-                super().handle_one_request()
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-
+    class Handler(RecordingHandler):
         def _receive(self) -> tuple[RecordedRequest, Fault | None, bool]:
             """Read and record the request, then play its fault: (record, fault left, answered already)."""
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
+            record = self.read_request(fake, multipart=False)
             parts = urlsplit(self.path)
-            try:
-                body = json.loads(raw) if raw else None
-            except ValueError:
-                body = None
-            record = RecordedRequest(self.command, parts.path, parse_qs(parts.query),
-                                     {key.lower(): value for key, value in self.headers.items()}, body, raw)
-            with fake.lock:
-                fake.requests.append(record)
             if parts.path == "/token":
                 return record, None, False
             fault = fake.take_fault(self.path)

@@ -24,28 +24,15 @@ import time
 import uuid
 import zlib
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from urllib.parse import parse_qs, urlsplit
+from http.server import ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 from tests.fakes.multipart import (
     KEEP_FILE_BYTES,
-    FormPart,
     MultipartError,
     StoredFile,
-    form_fields,
-    read_multipart,
 )
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]
-    body: dict | None
-    raw: bytes  # empty for a multipart body larger than the fake keeps
-    form: list[FormPart] | None = None  # the parts of a multipart body, in order
+from tests.fakes.recording import RecordedRequest, RecordingHandler
 
 
 @dataclass
@@ -172,15 +159,7 @@ def _vector(text: str, dimensions: int) -> list[float]:
 
 
 def _make_handler(fake: FakeOpenAI):
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        # Headers and body go out in separate writes: without TCP_NODELAY every answer waits ~40 ms for
-        # the client's delayed ACK.
-        disable_nagle_algorithm = True
-
-        def log_message(self, format, *args):  # noqa: A002 - silence the default stderr log
-            return
-
+    class Handler(RecordingHandler):
         def setup(self):
             super().setup()
             with fake.lock:
@@ -199,37 +178,16 @@ def _make_handler(fake: FakeOpenAI):
             self._handle()
 
         # -- plumbing -------------------------------------------------------------------
-        def handle_one_request(self):
-            # The gateway hanging up on a slow answer (a timeout test) is expected, not an error to print.
-            try:
-                super().handle_one_request()
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-
         def _handle(self):
-            length = int(self.headers.get("Content-Length") or 0)
+            try:
+                record = self.read_request(fake)
+            except MultipartError as error:
+                self.close_connection = True
+                self._send_json(400, {"error": {"message": f"Malformed multipart body: {error}",
+                                                "type": "invalid_request_error", "param": None, "code": None}})
+                return
             parts = urlsplit(self.path)
-            form = None
-            if (self.headers.get("Content-Type") or "").startswith("multipart/form-data"):
-                try:
-                    form, raw = read_multipart(self.rfile, length, self.headers["Content-Type"],
-                                               fake.keep_file_bytes)
-                except MultipartError as error:
-                    self.close_connection = True
-                    self._send_json(400, {"error": {"message": f"Malformed multipart body: {error}",
-                                                    "type": "invalid_request_error", "param": None, "code": None}})
-                    return
-                body = form_fields(form)
-            else:
-                raw = self.rfile.read(length) if length else b""
-                try:
-                    body = json.loads(raw) if raw else None
-                except ValueError:
-                    body = None
-            record = RecordedRequest(self.command, parts.path, parse_qs(parts.query),
-                                     {k.lower(): v for k, v in self.headers.items()}, body, raw, form)
-            with fake.lock:
-                fake.requests.append(record)
+            body = record.body
             fault = fake.take_fault(parts.path)
             if fault is not None and fault.kind == "hang":
                 time.sleep(fault.seconds)
