@@ -3,7 +3,9 @@
 Variables: DATABASE_URL, REDIS_URL, SECRET_KEY, DEBUG, GATEWAY_MASTER_KEY, GATEWAY_CONFIG, LOG_LEVEL,
 GATEWAY_STATE_DIR, GATEWAY_MAX_BODY_MB, GATEWAY_ALLOWED_HOSTS, GATEWAY_KEY_CACHE_SECONDS,
 GATEWAY_KEY_MAINTENANCE_SECONDS, GATEWAY_FILE_STORAGE, GATEWAY_MAX_FILE_MB,
-GATEWAY_FILE_MAINTENANCE_SECONDS (and GATEWAY_LOG_FLUSH_SECONDS, read by the gunicorn config). See the README.
+GATEWAY_FILE_MAINTENANCE_SECONDS, GATEWAY_BATCH_LEASE_SECONDS, GATEWAY_BATCH_POLL_SECONDS,
+GATEWAY_BATCH_POLL_MAX_SECONDS, GATEWAY_BATCH_CONCURRENCY, GATEWAY_BATCH_SWEEP_SECONDS (and
+GATEWAY_LOG_FLUSH_SECONDS, read by the gunicorn config). See the README.
 """
 from __future__ import annotations
 
@@ -78,10 +80,13 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "django_tasks",
+    "django_tasks_db",
     "gateway_project",
     "models_registry",
     "keys",
     "files_registry",
+    "batches",
     "proxy_api",
 ]
 
@@ -158,6 +163,25 @@ STORAGES = {
 GATEWAY_MAX_FILE_MB = float(os.environ.get("GATEWAY_MAX_FILE_MB", "512"))
 # How often each worker retries deleting provider copies whose deletion failed (0 turns it off).
 GATEWAY_FILE_MAINTENANCE_SECONDS = float(os.environ.get("GATEWAY_FILE_MAINTENANCE_SECONDS", "60"))
+
+# Batches run on workers through the django.tasks API, stored in the database (no broker): `serve`
+# starts one worker process, `python manage.py batch_worker` adds more on any machine sharing the database.
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default", "batches"],
+    },
+}
+# A worker holding a batch part renews its lease while it works; a part whose lease ran out (its worker
+# died) is taken over by another worker.
+GATEWAY_BATCH_LEASE_SECONDS = float(os.environ.get("GATEWAY_BATCH_LEASE_SECONDS", "60"))
+# Native batches: the first wait between two polls of the provider, doubled up to the maximum.
+GATEWAY_BATCH_POLL_SECONDS = float(os.environ.get("GATEWAY_BATCH_POLL_SECONDS", "5"))
+GATEWAY_BATCH_POLL_MAX_SECONDS = float(os.environ.get("GATEWAY_BATCH_POLL_MAX_SECONDS", "300"))
+# Gateway-executed batches: lines of one part in flight at once (a deployment's rpm/tpm still apply).
+GATEWAY_BATCH_CONCURRENCY = int(os.environ.get("GATEWAY_BATCH_CONCURRENCY", "8"))
+# How often each worker looks for parts whose worker died, polls that are due and batches past their window.
+GATEWAY_BATCH_SWEEP_SECONDS = float(os.environ.get("GATEWAY_BATCH_SWEEP_SECONDS", "5"))
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -89,6 +89,22 @@ def admit(*, caller: Caller, model: str, operation: str) -> Admission:
     return _admit_limited(caller, key, group)
 
 
+def budget_check(caller: Caller) -> None:
+    """Refuse (400 `budget_exceeded`) a caller whose key or team has spent its budget: work that will
+    cost money later, such as a batch, is refused at the door like a call would be."""
+    key = caller.key
+    if key is None:
+        return
+    budgeted = [limit for limit in key.scopes if limit.max_budget is not None]
+    if not budgeted:
+        return
+    now = timezone.now()
+    counters = [spend_counter(limit, now)[0] for limit in budgeted]
+    counted = counter_get_many(counters)
+    for limit, counter in zip(budgeted, counters, strict=True):
+        _check_budget(limit, counted.get(counter, 0), now)
+
+
 def check_model_access(key: KeyView, requested: str, group: str) -> None:
     """The key must allow the model (by the name asked for or the group it resolves to); the team must allow
     the group itself, whatever the key's aliases say."""

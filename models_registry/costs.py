@@ -163,6 +163,26 @@ def prices_for(provider: str, model: str, model_info: dict | None = None) -> Mod
     )
 
 
+# Providers charge half the usual price for work done through their batch APIs (OpenAI, Azure, Anthropic
+# and Vertex AI alike); a model the map or the operator prices explicitly for batches uses that price.
+BATCH_DISCOUNT = 0.5
+
+
+def batch_prices_for(provider: str, model: str, model_info: dict | None = None) -> ModelPrices:
+    """Per-token prices of a provider's batch API: `input_cost_per_token_batches` and
+    `output_cost_per_token_batches` (operator's, then the map's), else half the regular price."""
+    model_info = model_info or {}
+    entry = cost_entry(provider, model, model_info) or {}
+    regular = prices_for(provider, model, model_info)
+
+    def price(name: str, fallback: float) -> float:
+        value = model_info.get(name, entry.get(name))
+        return _price(value) if value is not None else fallback * BATCH_DISCOUNT
+
+    return ModelPrices(input_cost_per_token=price("input_cost_per_token_batches", regular.input_cost_per_token),
+                       output_cost_per_token=price("output_cost_per_token_batches", regular.output_cost_per_token))
+
+
 def _is_non_negative_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
 

@@ -13,7 +13,7 @@ from typing import Any
 from django.db import DatabaseError
 
 from models_registry.choices import VersionScope
-from models_registry.costs import FREE, ModelPrices, forget_cost_map, prices_for
+from models_registry.costs import FREE, ModelPrices, batch_prices_for, forget_cost_map, prices_for
 from models_registry.models import Deployment
 from models_registry.secrets import SecretUnavailableError, decrypt_secrets, is_env_reference, resolve_value
 from models_registry.selectors import deployment_list_enabled
@@ -66,6 +66,8 @@ class RoutableDeployment:
     static_target: DeploymentTarget | None
     model_info: dict[str, Any] = field(default_factory=dict)
     prices: ModelPrices = FREE
+    # What the provider's own batch API charges (native batch parts).
+    batch_prices: ModelPrices = FREE
     # Calls this deployment may have open at once, across every worker (None: unlimited).
     max_parallel_requests: int | None = None
 
@@ -132,6 +134,7 @@ def routable_from_row(row: Deployment) -> RoutableDeployment | None:
         timeout=_seconds(params.get("timeout"), row.id), stream_timeout=_seconds(params.get("stream_timeout"), row.id),
         created=int(row.created_at.timestamp()), static_target=static_target,
         model_info=dict(row.model_info), prices=prices_for(row.provider, row.provider_model, row.model_info),
+        batch_prices=batch_prices_for(row.provider, row.provider_model, row.model_info),
         max_parallel_requests=_limit(params, row.model_info, "max_parallel_requests", row.id),
     )
 

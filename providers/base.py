@@ -12,6 +12,7 @@ from typing import Any, BinaryIO, ClassVar
 
 import orjson
 
+from providers.batches import BATCH_INPUT_FILE, ProviderBatch
 from providers.errors import UnsupportedOperationError, UpstreamServerError
 from providers.files import ProviderFileRef
 from providers.http import Deadline
@@ -22,6 +23,7 @@ COMPLETIONS = "completions"
 EMBEDDINGS = "embeddings"
 MODERATIONS = "moderations"
 FILES = "files"
+BATCHES = "batches"
 
 # Fields that steer the gateway itself and must never reach a provider.
 GATEWAY_ONLY_FIELDS = frozenset({"metadata", "fallbacks", "num_retries", "timeout", "drop_params", "user_config"})
@@ -163,6 +165,43 @@ class Provider:
         the answer replaces it before the adapter is called. OpenAI's own shape by default.
         """
         return {"type": "file", "file": {"file_id": ref.file_id}}
+
+    # --- batches (native: the provider's own batch API runs a Gatehouse batch part) ------------------
+    # Adapters with a batch API set `supports_batches` and say how it takes its input (`batch_input`):
+    # BATCH_INPUT_FILE reads a file the provider holds; BATCH_INPUT_INLINE takes the requests themselves.
+    supports_batches: ClassVar[bool] = False
+    batch_input: ClassVar[str] = BATCH_INPUT_FILE
+
+    def batch_create(self, target: DeploymentTarget, *, endpoint: str, input_file: ProviderFileRef | None,
+                     requests: list[dict] | None, metadata: dict[str, str], deadline: Deadline) -> ProviderBatch:
+        """Start a provider batch for `endpoint` (`/v1/chat/completions`, ...).
+
+        File-input adapters get `input_file` (this deployment's copy of the JSONL, `body.model` already
+        the deployment's own); inline adapters get `requests`, the same lines as dicts (`custom_id`,
+        `method`, `url`, `body`). `metadata` is the gateway's own small string map (batch and part ids),
+        sent where the provider keeps metadata. Failures raise `ProviderError`s.
+        """
+        raise self._unsupported(BATCHES)
+
+    def batch_retrieve(self, target: DeploymentTarget, batch_id: str, deadline: Deadline) -> ProviderBatch:
+        """The provider batch as it stands now."""
+        raise self._unsupported(BATCHES)
+
+    def batch_cancel(self, target: DeploymentTarget, batch_id: str, deadline: Deadline) -> ProviderBatch:
+        """Ask the provider to cancel; the answer is usually `cancelling`, later polls show `cancelled`."""
+        raise self._unsupported(BATCHES)
+
+    def batch_results(self, target: DeploymentTarget, batch: ProviderBatch, deadline: Deadline) -> Iterator[dict]:
+        """Every result line of a finished provider batch, as OpenAI's batch output lines:
+        `{"id", "custom_id", "response": {"status_code", "request_id", "body"} | None, "error": {...} | None}`,
+        successes and failures alike (from both the output and the error file where the provider
+        splits them), read as they arrive rather than all at once. `body` is OpenAI's response format.
+        """
+        raise self._unsupported(BATCHES)
+
+    def batch_file_delete(self, target: DeploymentTarget, file_id: str, deadline: Deadline) -> None:
+        """Delete a file the provider made or was given for a batch (a shard input, an output file).
+        Idempotent; adapters without such files do nothing."""
 
     def _unsupported(self, operation: str) -> UnsupportedOperationError:
         return UnsupportedOperationError(f"Provider '{self.name}' does not support {operation}.")

@@ -46,7 +46,7 @@ from providers.translate.anthropic import openai_usage
 from providers.translate.anthropic_inbound import anthropic_message, chat_request, estimate_input_tokens
 from providers.translate.anthropic_inbound_stream import AnthropicEvents, frame
 from proxy_api.calls import CLIENT_CLOSED_REQUEST, ProxyCall, prepared_call
-from proxy_api.drop_params import fit_params
+from models_registry.drop_params import fit_params
 from proxy_api.file_parts import RequestFiles, messages_files
 from proxy_api.relay import (
     Reply,

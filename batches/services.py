@@ -1,0 +1,97 @@
+"""Writes of managed batches requested by clients: creating one, cancelling one.
+
+`batch_create` is `POST /v1/batches`. It checks what can be checked at once (endpoint, window,
+metadata, the input file is the caller's and a batch input, the caller's budget), records the batch
+as `validating` and queues its start for a worker: reading every line, choosing deployments and
+engines, and starting the parts happen there (`batches.runner`), as with OpenAI, whose batches also
+validate after creation. The task is queued when the transaction commits, so a worker never looks
+for a batch that is not there yet.
+"""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from batches.choices import BatchStatus
+from batches.models import Batch
+from batches.tasks import batch_start_enqueue
+from files_registry.batch_input import BATCH_ENDPOINTS
+from files_registry.choices import FilePurpose
+from files_registry.selectors import managed_file_get_for_caller
+from keys.access import budget_check
+from keys.durations import parse_duration
+from keys.principal import Caller
+from providers.errors import InvalidRequestError
+
+# OpenAI accepts only `24h`; Gatehouse enforces any window from a minute to a week (`30m`, `2h`, `7d`)
+# itself, since its own workers can honour it.
+MIN_WINDOW_SECONDS = 60
+MAX_WINDOW_SECONDS = 7 * 86400
+# OpenAI's metadata limits: 16 pairs, keys up to 64 characters, values up to 512.
+MAX_METADATA_PAIRS = 16
+MAX_METADATA_KEY_CHARS = 64
+MAX_METADATA_VALUE_CHARS = 512
+
+
+def completion_window_seconds(value: object) -> int:
+    """The window in seconds, or a 400 naming `completion_window`."""
+    try:
+        duration = parse_duration(value) if isinstance(value, str) else None
+    except ValueError:
+        duration = None
+    seconds = duration.approximate_seconds if duration is not None and duration.unit != "mo" else 0
+    if not MIN_WINDOW_SECONDS <= seconds <= MAX_WINDOW_SECONDS:
+        raise InvalidRequestError(
+            f"'completion_window' must be a duration from 1m to 7d, such as '24h'; got {str(value)[:32]!r}.",
+            param="completion_window", code="invalid_value")
+    return seconds
+
+
+def metadata_check(metadata: object) -> dict[str, str] | None:
+    """OpenAI's metadata rules: a map of up to 16 strings, or null."""
+    if metadata is None:
+        return None
+    if not isinstance(metadata, dict):
+        raise InvalidRequestError("'metadata' must be an object of strings.", param="metadata", code="invalid_type")
+    if len(metadata) > MAX_METADATA_PAIRS:
+        raise InvalidRequestError(f"'metadata' may hold at most {MAX_METADATA_PAIRS} pairs.", param="metadata",
+                                  code="invalid_value")
+    for key, value in metadata.items():
+        if len(key) > MAX_METADATA_KEY_CHARS:
+            raise InvalidRequestError(f"metadata keys may be at most {MAX_METADATA_KEY_CHARS} characters.",
+                                      param="metadata", code="invalid_value")
+        if not isinstance(value, str) or len(value) > MAX_METADATA_VALUE_CHARS:
+            raise InvalidRequestError(
+                f"metadata values must be strings of at most {MAX_METADATA_VALUE_CHARS} characters.",
+                param="metadata", code="invalid_value")
+    return dict(metadata)
+
+
+def batch_create(*, caller: Caller, input_file_id: object, endpoint: object, completion_window: object,
+                 metadata: object = None) -> Batch:
+    """Record a batch (status `validating`) and queue its start; raises 400/404 envelopes for bad input."""
+    if not isinstance(input_file_id, str) or not input_file_id:
+        raise InvalidRequestError("'input_file_id' is required.", param="input_file_id",
+                                  code="missing_required_parameter")
+    if endpoint not in BATCH_ENDPOINTS:
+        allowed = ", ".join(BATCH_ENDPOINTS)
+        raise InvalidRequestError(f"'endpoint' must be one of {allowed}.", param="endpoint", code="invalid_value")
+    window = completion_window_seconds(completion_window)
+    checked_metadata = metadata_check(metadata)
+    input_file = managed_file_get_for_caller(caller=caller, file_id=input_file_id)
+    if input_file.purpose != FilePurpose.BATCH:
+        raise InvalidRequestError(f"File {input_file.id} has purpose '{input_file.purpose}'; a batch needs a file "
+                                  "uploaded with purpose 'batch'.", param="input_file_id", code="invalid_file_purpose")
+    budget_check(caller)
+    key = caller.key
+    now = timezone.now()
+    with transaction.atomic():
+        batch = Batch.objects.create(
+            owner_key_id=key.id if key else "", owner_team_id=(key.team_id or "") if key else "",
+            input_file=input_file, endpoint=endpoint, completion_window=str(completion_window),
+            status=BatchStatus.VALIDATING, metadata=checked_metadata, created_at=now,
+            expires_at=now + timedelta(seconds=window))
+        transaction.on_commit(lambda: batch_start_enqueue(batch.id))
+    return batch
