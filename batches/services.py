@@ -14,9 +14,9 @@ from datetime import timedelta
 from django.db import transaction
 from django.utils import timezone
 
-from batches.choices import BatchStatus
-from batches.models import Batch
-from batches.tasks import batch_start_enqueue
+from batches.choices import PART_UNFINISHED, BatchStatus
+from batches.models import Batch, BatchPart
+from batches.tasks import batch_start_enqueue, part_run_enqueue
 from files_registry.batch_input import BATCH_ENDPOINTS
 from files_registry.choices import FilePurpose
 from files_registry.selectors import managed_file_get_for_caller
@@ -95,3 +95,28 @@ def batch_create(*, caller: Caller, input_file_id: object, endpoint: object, com
             expires_at=now + timedelta(seconds=window))
         transaction.on_commit(lambda: batch_start_enqueue(batch.id))
     return batch
+
+
+def batch_cancel(*, batch: Batch) -> Batch:
+    """Cancel a batch as OpenAI does: at once while it is still `validating`; otherwise `cancelling`, with
+    every unfinished part queued now so that native parts send the provider's cancel and gateway parts
+    stop starting lines (the lines in flight finish and the partial output is written when they do).
+    Cancelling a batch already cancelling or cancelled changes nothing; a finished one is a 400."""
+    now = timezone.now()
+    with transaction.atomic():
+        if Batch.objects.filter(id=batch.id, status=BatchStatus.VALIDATING).update(
+                status=BatchStatus.CANCELLED, cancelling_at=now, cancelled_at=now, updated_at=now):
+            batch.refresh_from_db()
+            return batch
+        if Batch.objects.filter(id=batch.id, status=BatchStatus.IN_PROGRESS).update(
+                status=BatchStatus.CANCELLING, cancelling_at=now, updated_at=now):
+            part_ids = list(BatchPart.objects.filter(batch_id=batch.id, status__in=PART_UNFINISHED)
+                            .values_list("id", flat=True))
+            transaction.on_commit(lambda: [part_run_enqueue(part_id) for part_id in part_ids])
+            batch.refresh_from_db()
+            return batch
+    batch.refresh_from_db()
+    if batch.status in (BatchStatus.CANCELLING, BatchStatus.CANCELLED):
+        return batch
+    raise InvalidRequestError(f"Batch {batch.id} cannot be cancelled: its status is '{batch.status}'.",
+                              code="batch_not_cancellable")

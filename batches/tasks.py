@@ -8,7 +8,8 @@ once every part is over. Every task is safe to run twice or concurrently with it
 guarded by leases, and the batch's state changes are conditional updates. That is what lets the
 recovery sweep (`batches.recovery`) queue work again whenever a worker may have died.
 
-The runner is imported inside each task: it queues tasks itself, so it imports this module.
+The runner does the work and says what comes next; only this module (and the services and the
+recovery sweep above it) queues tasks.
 """
 from __future__ import annotations
 
@@ -18,28 +19,26 @@ from django.utils import timezone
 from django_tasks import task
 
 from batches.models import BatchPart
+from batches.runner import batch_settle_run, batch_start_run, part_run
 
 BATCH_QUEUE = "batches"
 
 
 @task(queue_name=BATCH_QUEUE)
 def batch_start(batch_id: str) -> None:
-    from batches.runner import batch_start_run
-
-    batch_start_run(batch_id)
+    for part_id in batch_start_run(batch_id):
+        part_run_enqueue(part_id)
 
 
 @task(queue_name=BATCH_QUEUE)
 def batch_part_run(part_id: int) -> None:
-    from batches.runner import part_run
-
-    part_run(part_id)
+    next_at = part_run(part_id)
+    if next_at is not None:
+        part_run_enqueue(part_id, run_after=next_at)
 
 
 @task(queue_name=BATCH_QUEUE)
 def batch_settle(batch_id: str) -> None:
-    from batches.runner import batch_settle_run
-
     batch_settle_run(batch_id)
 
 

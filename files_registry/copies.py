@@ -16,9 +16,13 @@ from typing import TypeVar
 
 from django.db import connections
 
+from files_registry.batch_files import is_batch_input, rewritten_batch_input
+from files_registry.batch_input import LineError
 from files_registry.models import ManagedFile, ProviderFile
 from files_registry.storage import stored_bytes_open
+from models_registry.batch_engines import reads_batch_file
 from models_registry.snapshot import RoutableDeployment, current_snapshot, routable_from_row
+from providers.base import DeploymentTarget
 from providers.errors import GatewayError, ProviderError
 from providers.files import ProviderFileRef
 from providers.http import Deadline
@@ -56,15 +60,33 @@ class CopyOutcome:
 
 
 def copy_upload(*, deployment: RoutableDeployment, managed_file: ManagedFile, deadline: Deadline) -> ProviderFileRef:
-    """Upload the stored bytes to `deployment` through its adapter, streaming from a handle of its own."""
+    """Upload the stored bytes to `deployment` through its adapter, streaming from a handle of its own.
+
+    A batch input going to a deployment that runs it natively is uploaded rewritten for it instead
+    (`body.model` = its own model or Azure deployment name), under the user's filename.
+    """
     if not deployment.adapter.supports_files:
         raise ProviderCopyFailedError(
             f"Deployment '{deployment.id}' ({deployment.provider}) cannot hold files.", code="files_not_supported")
     target = deployment.target()
+    if is_batch_input(managed_file.purpose) and reads_batch_file(deployment):
+        return _batch_copy_upload(deployment, target, managed_file, deadline)
     with stored_bytes_open(managed_file.stored_name) as handle:
         return _call(lambda: deployment.adapter.file_upload(
             target, content=handle, size=managed_file.bytes, filename=managed_file.filename,
             purpose=managed_file.purpose, mime_type=managed_file.mime_type, deadline=deadline))
+
+
+def _batch_copy_upload(deployment: RoutableDeployment, target: DeploymentTarget, managed_file: ManagedFile,
+                       deadline: Deadline) -> ProviderFileRef:
+    try:
+        with rewritten_batch_input(managed_file, model=deployment.provider_model) as (handle, size):
+            return _call(lambda: deployment.adapter.file_upload(
+                target, content=handle, size=size, filename=managed_file.filename, purpose=managed_file.purpose,
+                mime_type=managed_file.mime_type, deadline=deadline))
+    except LineError as error:
+        raise ProviderCopyFailedError(f"File {managed_file.id} is not a valid batch input: {error.problem.message}",
+                                      code="invalid_batch_input") from None
 
 
 def copy_delete(*, deployment: RoutableDeployment, ref: ProviderFileRef, deadline: Deadline) -> None:

@@ -35,10 +35,11 @@ def managed_file_visible_to(caller: Caller) -> QuerySet[ManagedFile]:
     """The live (not deleted, not expired) files this caller may see."""
     now = timezone.now()
     live = Q(deleted_at__isnull=True) & (Q(expires_at__isnull=True) | Q(expires_at__gt=now))
-    return ManagedFile.objects.filter(live, _owned_by(caller))
+    return ManagedFile.objects.filter(live, owned_by(caller))
 
 
-def _owned_by(caller: Caller) -> Q:
+def owned_by(caller: Caller) -> Q:
+    """What a caller owns: its key's rows and its team's (everything for the master key)."""
     key = caller.key
     if key is None:
         return Q()
@@ -90,7 +91,7 @@ def _cursor(caller: Caller, after: str) -> ManagedFile:
     """The file `after` names: one of the caller's, possibly deleted since (a cursor outlives its file)."""
     found = None
     if is_file_id(after):
-        found = ManagedFile.objects.filter(_owned_by(caller), id=after).only("id", "created_at").first()
+        found = ManagedFile.objects.filter(owned_by(caller), id=after).only("id", "created_at").first()
     if found is None:
         raise InvalidRequestError(f"'after' must be the id of one of your files; '{after[:100]}' is not.",
                                   param="after", code="invalid_value")

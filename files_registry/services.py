@@ -19,6 +19,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone
 
+from files_registry.batch_files import batch_upload_check, copy_wanted, is_batch_input
 from files_registry.choices import PROVIDER_FILE_LIVE, UPLOADABLE_PURPOSES, FileStatus, ProviderFileStatus
 from files_registry.copies import (
     COPY_TIMEOUT_SECONDS,
@@ -81,7 +82,8 @@ class FileUpload:
 
 def managed_file_upload(*, caller: Caller, upload: FileUpload, purpose: str, target_model_names: list[str],
                         expires_after_seconds: int | None, max_bytes: int) -> ManagedFile:
-    """Check an upload, store it, and copy it to every deployment of every named group (`POST /v1/files`)."""
+    """Check an upload, store it, and copy it to every deployment of every named group (`POST /v1/files`).
+    A batch input with any bad line is refused whole, before anything is stored or copied."""
     if purpose not in UPLOADABLE_PURPOSES:
         allowed = ", ".join(str(value) for value in UPLOADABLE_PURPOSES)
         raise InvalidRequestError(f"'{purpose[:64]}' is not a valid purpose; expected one of: {allowed}.",
@@ -97,6 +99,8 @@ def managed_file_upload(*, caller: Caller, upload: FileUpload, purpose: str, tar
             f"'expires_after[seconds]' must be from {EXPIRES_AFTER_MIN_SECONDS} to {EXPIRES_AFTER_MAX_SECONDS}.",
             param="expires_after", code="invalid_value")
     groups = target_groups_check(caller=caller, names=target_model_names)
+    if is_batch_input(purpose):
+        batch_upload_check(caller=caller, content=upload.content, target_groups=groups)
     now = timezone.now()
     key = caller.key
     return managed_file_create(
@@ -134,13 +138,14 @@ def managed_file_create(*, owner_key_id: str, owner_team_id: str, content: Binar
 
     Raises `FileUploadFailedError` (nothing kept) when some group has file-capable deployments and none
     of them took a copy. Deployments whose adapter cannot hold files get nothing now: requests to them
-    carry the file another way (see `providers.base.Provider.file_part` and the relay).
+    carry the file another way (see `providers.base.Provider.file_part` and the relay). A batch input
+    goes only to deployments that run batches from a file, each copy rewritten for it (`copy_wanted`).
     """
     file_id = new_file_id()
     stored_name = stored_bytes_save(name=stored_name_for(file_id), content=content)
     snapshot = current_snapshot()
     deployments = [deployment for group in target_model_names for deployment in snapshot.group(group)
-                   if deployment.adapter.supports_files]
+                   if copy_wanted(deployment, purpose)]
     try:
         with transaction.atomic():
             managed_file = ManagedFile.objects.create(
@@ -212,7 +217,8 @@ def _failure_message(groups: list[str], outcomes: list[CopyOutcome]) -> str:
 
 def provider_copy_ensure(*, managed_file: ManagedFile, deployment: RoutableDeployment,
                          deadline: Deadline) -> ProviderFileRef:
-    """This deployment's copy of the file: the one it holds, or one uploaded now (lazy replication).
+    """This deployment's copy of the file: the one it holds, or one uploaded now (lazy replication; a batch
+    input's copy rewritten for the deployment, as at upload: `copies.copy_upload`).
 
     Raises a `ProviderError` (failover allowed) when the copy cannot be made, so the router may try
     another deployment; the failure is recorded on the copy's row for the admin.
@@ -279,7 +285,8 @@ def _copy_failed(managed_file: ManagedFile, deployment: RoutableDeployment, erro
 
 
 def provider_copies_retry(*, managed_file: ManagedFile) -> dict[str, str | None]:
-    """Give every file-capable deployment of the file's groups (and every failed copy's deployment) a copy.
+    """Give every deployment of the file's groups that takes a copy of it (`copy_wanted`), and every failed
+    copy's deployment, a copy.
 
     Returns deployment id -> None when it holds a copy now, else the error (the admin's retry action).
     """
@@ -287,7 +294,7 @@ def provider_copies_retry(*, managed_file: ManagedFile) -> dict[str, str | None]
     wanted: dict[str, RoutableDeployment] = {}
     for group in managed_file.target_model_names:
         for deployment in snapshot.group(group):
-            if deployment.adapter.supports_files:
+            if copy_wanted(deployment, managed_file.purpose):
                 wanted[deployment.id] = deployment
     for copy in ProviderFile.objects.filter(managed_file=managed_file, status=ProviderFileStatus.FAILED):
         deployment = snapshot.by_id.get(copy.deployment_id)

@@ -5,6 +5,9 @@ from gevent import monkey
 monkey.patch_all()
 
 import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 bind = os.environ.get("GATEWAY_BIND", "127.0.0.1:4000")
 workers = int(os.environ.get("GATEWAY_WORKERS", "1"))
@@ -57,3 +60,39 @@ def worker_exit(server, worker):
     log_buffer = sys.modules.get("keys.log_buffer")
     if log_buffer is not None:
         log_buffer.flusher_stop()
+
+
+# `serve` starts one batch worker process next to gunicorn unless told `--no-worker` (batches/worker.py).
+embedded_batch_worker = os.environ.get("GATEWAY_EMBEDDED_BATCH_WORKER", "1") == "1"
+_batch_worker: list[subprocess.Popen] = []
+
+
+def when_ready(server):
+    """Start the embedded batch worker (`manage.py batch_worker`) with the gateway's own environment."""
+    if not embedded_batch_worker or _batch_worker:
+        return
+    manage = Path(__file__).resolve().parents[1] / "manage.py"
+    environment = dict(os.environ)
+    environment["GATEWAY_BATCH_WORKER_PARENT_PID"] = str(os.getpid())
+    # Background work yields the CPU to requests (and to the web workers booting beside it).
+    process = subprocess.Popen([sys.executable, str(manage), "batch_worker"], env=environment,
+                               cwd=str(manage.parent), preexec_fn=_lower_priority)
+    _batch_worker.append(process)
+    server.log.info("embedded batch worker started (pid %s)", process.pid)
+
+
+def _lower_priority():
+    os.nice(10)
+
+
+def on_exit(server):
+    """Stop the embedded batch worker: SIGTERM lets its running parts record their lines and stop."""
+    for process in _batch_worker:
+        if process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=graceful_timeout)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=5)
+    _batch_worker.clear()

@@ -35,7 +35,9 @@ def database_from_url(url: str) -> dict:
         return {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": path,
-            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE"},
+            # WAL: readers (the API) never wait for a writer (the log flusher, a batch worker claiming a task).
+            "OPTIONS": {"timeout": 20, "transaction_mode": "IMMEDIATE",
+                        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"},
         }
     if scheme in {"postgres", "postgresql", "pgsql"}:
         options = dict(parse_qsl(parts.query))

@@ -15,20 +15,32 @@ Managed files: every Anthropic deployment holds its copies in Anthropic's Files 
 a file). A chat part for such a copy becomes a `document` (or `image`) block whose source is the
 file id. Uploads are always on: a deployment whose account lacks the beta fails its copy visibly
 (recorded per deployment by the files registry) rather than silently inlining the bytes.
+
+Native batches run on Anthropic's Message Batches API, which takes the requests inline in the create
+call (no input file): each OpenAI chat line is translated as `chat()` translates it, and each result
+comes back as an OpenAI batch output line (`translate/anthropic_batches.py`, which also explains how
+custom ids Anthropic would refuse are encoded and restored). Anthropic keeps no metadata on a batch,
+so the gateway's is not sent.
 """
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from typing import BinaryIO, ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import orjson
 import requests
 
 from providers.base import CHAT, GATEWAY_ONLY_FIELDS, DeploymentTarget, Provider, UpstreamResponse, UpstreamStream
-from providers.errors import UpstreamConnectionError, UpstreamNotFoundError, UpstreamServerError
+from providers.batches import BATCH_INPUT_INLINE, ProviderBatch
+from providers.errors import (
+    UpstreamBadRequestError,
+    UpstreamConnectionError,
+    UpstreamNotFoundError,
+    UpstreamServerError,
+)
 from providers.files import ProviderFileRef
-from providers.http import Deadline, iter_sse_events, multipart_body, read_all, send, sse_data
+from providers.http import Deadline, iter_raw, iter_sse_events, multipart_body, read_all, send, sse_data
 from providers.translate.anthropic import (
     DEFAULT_MAX_TOKENS,
     UNSUPPORTED_FIELDS,
@@ -36,6 +48,13 @@ from providers.translate.anthropic import (
     chat_completion,
     messages_request,
     uses_files_api,
+)
+from providers.translate.anthropic_batches import (
+    CHAT_ENDPOINT,
+    jsonl_lines,
+    message_batch_requests,
+    output_line,
+    provider_batch,
 )
 from providers.translate.anthropic_errors import error_for_response, error_from_type
 from providers.translate.anthropic_stream import ChunkTranslator
@@ -162,6 +181,78 @@ class AnthropicProvider(Provider):
         if isinstance(configured, str) and configured.isdigit():
             configured = int(configured)
         return configured if isinstance(configured, int) and configured > 0 else DEFAULT_MAX_TOKENS
+
+    # --- native batches (Message Batches API) ------------------------------------------------------
+    supports_batches: ClassVar[bool] = True
+    batch_input: ClassVar[str] = BATCH_INPUT_INLINE
+
+    def batch_create(self, target: DeploymentTarget, *, endpoint: str, input_file: ProviderFileRef | None = None,
+                     requests: list[dict] | None = None, metadata: dict[str, str] | None = None,
+                     deadline: Deadline) -> ProviderBatch:
+        """`POST /v1/messages/batches` with every chat line translated to Messages params for the deployment's model.
+
+        Only chat lines can run here (Anthropic has no batch text completions or embeddings); `input_file`
+        and `metadata` are not used (the requests go inline, and Anthropic keeps no batch metadata).
+        """
+        if endpoint != CHAT_ENDPOINT:
+            raise UpstreamBadRequestError(
+                f"Anthropic message batches only run {CHAT_ENDPOINT} requests, not {endpoint}.", param="endpoint",
+                code="unsupported_endpoint")
+        payload = {"requests": message_batch_requests(requests or [], model=target.model,
+                                                      default_max_tokens=self._default_max_tokens(target))}
+        betas = (FILES_BETA,) if any(uses_files_api(item["params"].get("messages"))
+                                     for item in payload["requests"]) else ()
+        response = send("POST", self.url(target, "messages/batches"), headers=self.headers(target, betas=betas),
+                        body=orjson.dumps(payload), deadline=deadline, error_mapper=error_for_response)
+        return provider_batch(UpstreamResponse.from_upstream(read_all(response, deadline)).parsed)
+
+    def batch_retrieve(self, target: DeploymentTarget, batch_id: str, deadline: Deadline) -> ProviderBatch:
+        """`GET /v1/messages/batches/<id>`, its status mapped onto OpenAI's (`translate.anthropic_batches`)."""
+        return self._batch_call(target, "GET", self._batch_path(batch_id), deadline)
+
+    def batch_cancel(self, target: DeploymentTarget, batch_id: str, deadline: Deadline) -> ProviderBatch:
+        """`POST /v1/messages/batches/<id>/cancel`: `cancelling` now, `cancelled` once Anthropic has ended it."""
+        return self._batch_call(target, "POST", f"{self._batch_path(batch_id)}/cancel", deadline)
+
+    def batch_results(self, target: DeploymentTarget, batch: ProviderBatch, deadline: Deadline) -> Iterator[dict]:
+        """Every result of an ended batch as an OpenAI batch output line, read from the socket as it arrives.
+
+        The batch's `results_url` is followed only on the deployment's own host (the key goes with it);
+        anything else, or no URL, reads `/v1/messages/batches/<id>/results` under `api_base`.
+        """
+        url = self._results_url(target, batch)
+        headers = self.headers(target)
+        headers.pop("Content-Type", None)
+        response = send("GET", url, headers=headers, deadline=deadline, error_mapper=error_for_response)
+        try:
+            for raw in jsonl_lines(iter_raw(response, deadline)):
+                try:
+                    result = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    result = None
+                if not isinstance(result, dict):
+                    raise UpstreamServerError("The provider's batch results hold a line that is not a JSON object.",
+                                              code="malformed_batch_results")
+                yield output_line(result)
+        finally:
+            response.close()
+
+    def _batch_path(self, batch_id: str) -> str:
+        return f"messages/batches/{quote(batch_id, safe='')}"
+
+    def _batch_call(self, target: DeploymentTarget, method: str, path: str, deadline: Deadline) -> ProviderBatch:
+        headers = self.headers(target)
+        headers.pop("Content-Type", None)  # no body
+        response = send(method, self.url(target, path), headers=headers, deadline=deadline,
+                        error_mapper=error_for_response)
+        return provider_batch(UpstreamResponse.from_upstream(read_all(response, deadline)).parsed)
+
+    def _results_url(self, target: DeploymentTarget, batch: ProviderBatch) -> str:
+        own = urlsplit(self.url(target))
+        given = urlsplit(batch.results_url or "")
+        if batch.results_url and (given.scheme, given.netloc) == (own.scheme, own.netloc):
+            return batch.results_url
+        return self.url(target, f"{self._batch_path(batch.id)}/results")
 
     # --- Anthropic's own format (the `/v1/messages` surface) -------------------------------------
     def messages(self, target: DeploymentTarget, body: dict, deadline: Deadline, *,

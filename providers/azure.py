@@ -8,6 +8,11 @@ Files live on the resource, not on a deployment: `<endpoint>/openai/files?api-ve
 API takes the purposes `assistants`, `batch` and `fine-tune`; OpenAI's `user_data` and `vision` (files
 meant for the model to read) are sent as `assistants`, Azure's purpose for documents a model uses,
 and `evals` (JSONL datasets) as `fine-tune`. Other purposes go as they are, for Azure to judge.
+
+Batches (Azure's Global Batch deployments) are resource-wide too: `<endpoint>/openai/batches?api-version=...`,
+with OpenAI's request and batch object. The input file's `body.model` must name the Azure deployment,
+which is why every deployment gets its own rewritten copy of a batch input. Results are read from
+`<endpoint>/openai/files/<id>/content`, as every other file.
 """
 from __future__ import annotations
 
@@ -41,6 +46,14 @@ class AzureProvider(OpenAIProvider):
         url = f"{self._endpoint(target)}/openai/files"
         return (f"{url}/{quote(file_id, safe='')}" if file_id else url,
                 {"api-version": target.api_version or DEFAULT_API_VERSION})
+
+    def batches_url(self, target: DeploymentTarget, batch_id: str | None = None,
+                    action: str | None = None) -> tuple[str, dict[str, str] | None]:
+        """Batches belong to the resource: `<endpoint>/openai/batches[/<id>[/<action>]]`."""
+        url = f"{self._endpoint(target)}/openai/batches"
+        if batch_id:
+            url = f"{url}/{quote(batch_id, safe='')}" + (f"/{action}" if action else "")
+        return url, {"api-version": target.api_version or DEFAULT_API_VERSION}
 
     def file_purpose(self, purpose: str) -> str:
         return AZURE_FILE_PURPOSES.get(purpose, purpose)

@@ -10,6 +10,11 @@ multipart, streamed) and a chat part then quotes that copy's id. `hosted_vllm` a
 deployments use a second instance of this adapter built with `files_api=False`: vLLM, Ollama, LM
 Studio and llama.cpp have no Files API and their chat endpoints take no `file_id`, so the files
 registry carries files to them another way instead of uploading copies that would fail.
+
+Native batches: the same `openai` deployments (and Azure, which inherits all of this) run Gatehouse
+batch parts on OpenAI's Batch API: the rewritten JSONL copy is the provider batch's input file, the
+batch is polled with `GET /batches/{id}`, and its output and error files are read back one line at a
+time. The `files_api=False` instance has no Batch API either (vLLM, Ollama ...).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from urllib.parse import quote
 import orjson
 
 from providers.base import (
+    BATCHES,
     CHAT,
     COMPLETIONS,
     EMBEDDINGS,
@@ -32,9 +38,15 @@ from providers.base import (
     UpstreamStream,
     outbound_body,
 )
-from providers.errors import UpstreamConnectionError, UpstreamNotFoundError, UpstreamServerError
+from providers.batches import BATCH_INPUT_FILE, PROVIDER_BATCH_STATUSES, ProviderBatch
+from providers.errors import (
+    InvalidRequestError,
+    UpstreamConnectionError,
+    UpstreamNotFoundError,
+    UpstreamServerError,
+)
 from providers.files import ProviderFileRef
-from providers.http import Deadline, iter_sse_events, multipart_body, read_all, send, sse_data
+from providers.http import Deadline, iter_raw, iter_sse_events, multipart_body, read_all, send, sse_data
 from providers.translate.embeddings import encode_embeddings_base64
 from providers.translate.prompt import (
     chat_chunk_from_completion_chunk,
@@ -44,6 +56,10 @@ from providers.translate.prompt import (
 
 OPENAI_API_BASE = "https://api.openai.com/v1"
 DONE = b"[DONE]"
+# OpenAI's Batch API accepts only this window; Gatehouse enforces the batch's own window itself.
+PROVIDER_COMPLETION_WINDOW = "24h"
+# A result line longer than this is not a batch output line but a broken file (a body is at most a few MB).
+MAX_RESULT_LINE_BYTES = 64 * 1024 * 1024
 
 
 def openai_headers(target: DeploymentTarget) -> dict[str, str]:
@@ -82,11 +98,16 @@ class OpenAIProvider(Provider):
     name = "openai"
     operations = frozenset({CHAT, COMPLETIONS, EMBEDDINGS, MODERATIONS})
     supports_files: ClassVar[bool] = True
+    supports_batches: ClassVar[bool] = True
+    batch_input: ClassVar[str] = BATCH_INPUT_FILE
 
     def __init__(self, *, files_api: bool = True) -> None:
-        """`files_api=False` for servers that speak OpenAI's chat but have no Files API (vLLM, Ollama...)."""
+        """`files_api=False` for servers that speak OpenAI's chat but have no Files API (vLLM, Ollama...):
+        without files there is no Batch API either, so their batches run on the gateway's workers."""
         if not files_api:
-            self.supports_files = False  # type: ignore[misc] - this instance only, the class keeps its default
+            # This instance only; the class keeps its defaults.
+            self.supports_files = False  # type: ignore[misc]
+            self.supports_batches = False  # type: ignore[misc]
 
     def url(self, target: DeploymentTarget, path: str) -> tuple[str, dict[str, str] | None]:
         """The endpoint URL and query parameters for one operation (Azure overrides this)."""
@@ -188,14 +209,136 @@ class OpenAIProvider(Provider):
         if not self.supports_files:
             raise self._unsupported(FILES)
 
+    # --- batches ----------------------------------------------------------------------------
+    def batches_url(self, target: DeploymentTarget, batch_id: str | None = None,
+                    action: str | None = None) -> tuple[str, dict[str, str] | None]:
+        """`<api_base>/batches[/<id>[/<action>]]` (Azure overrides this: its batches are per resource)."""
+        url, params = self.url(target, "batches")
+        if batch_id:
+            url = f"{url}/{quote(batch_id, safe='')}"
+            if action:
+                url = f"{url}/{action}"
+        return url, params
+
+    def batch_create(self, target: DeploymentTarget, *, endpoint: str, input_file: ProviderFileRef | None,
+                     requests: list[dict] | None, metadata: dict[str, str], deadline: Deadline) -> ProviderBatch:
+        """`POST /batches` with the deployment's copy of the input; the window is always OpenAI's `24h`."""
+        self._require_batches()
+        if input_file is None or not input_file.file_id:
+            raise InvalidRequestError("A native OpenAI batch needs the deployment's copy of the input file.",
+                                      param="input_file_id", code="missing_required_parameter")
+        payload = {"input_file_id": input_file.file_id, "endpoint": endpoint,
+                   "completion_window": PROVIDER_COMPLETION_WINDOW, "metadata": metadata}
+        url, params = self.batches_url(target)
+        response = send("POST", url, headers=self.headers(target), body=orjson.dumps(payload), params=params,
+                        deadline=deadline)
+        return provider_batch_from(UpstreamResponse.from_upstream(read_all(response, deadline)).parsed)
+
+    def batch_retrieve(self, target: DeploymentTarget, batch_id: str, deadline: Deadline) -> ProviderBatch:
+        """`GET /batches/<id>`."""
+        self._require_batches()
+        url, params = self.batches_url(target, batch_id)
+        response = send("GET", url, headers=self._file_headers(target), params=params, deadline=deadline)
+        return provider_batch_from(UpstreamResponse.from_upstream(read_all(response, deadline)).parsed)
+
+    def batch_cancel(self, target: DeploymentTarget, batch_id: str, deadline: Deadline) -> ProviderBatch:
+        """`POST /batches/<id>/cancel`: the batch turns `cancelling`, then `cancelled` with what was done."""
+        self._require_batches()
+        url, params = self.batches_url(target, batch_id, "cancel")
+        response = send("POST", url, headers=self._file_headers(target), params=params, deadline=deadline)
+        return provider_batch_from(UpstreamResponse.from_upstream(read_all(response, deadline)).parsed)
+
+    def batch_results(self, target: DeploymentTarget, batch: ProviderBatch, deadline: Deadline) -> Iterator[dict]:
+        """The output file's lines, then the error file's, each read from the socket as it arrives.
+
+        OpenAI's lines already are OpenAI's batch output lines: they are only parsed. Only one line is
+        ever held in memory (plus one socket read), whatever the size of the files.
+        """
+        self._require_batches()
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if file_id:
+                yield from self._result_lines(target, file_id, deadline)
+
+    def _result_lines(self, target: DeploymentTarget, file_id: str, deadline: Deadline) -> Iterator[dict]:
+        url, params = self.files_url(target, file_id)
+        response = send("GET", f"{url}/content", headers=self._file_headers(target), params=params,
+                        deadline=deadline)
+        try:
+            for raw in jsonl_lines(iter_raw(response, deadline)):
+                try:
+                    line = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    line = None
+                if not isinstance(line, dict):
+                    raise UpstreamServerError(f"The provider's batch result file {file_id} holds a line that is "
+                                              "not a JSON object.", code="malformed_batch_results")
+                yield line
+        finally:
+            response.close()
+
+    def batch_file_delete(self, target: DeploymentTarget, file_id: str, deadline: Deadline) -> None:
+        """`DELETE /files/<id>` of a shard's input or a batch's output; a 404 means it is already gone."""
+        if self.supports_batches and file_id:
+            self.file_delete(target, ProviderFileRef(file_id=file_id, uri=None, mime_type=""), deadline)
+
+    def _require_batches(self) -> None:
+        if not self.supports_batches:
+            raise self._unsupported(BATCHES)
+
+
+def provider_batch_from(parsed: dict) -> ProviderBatch:
+    """OpenAI's (and Azure's) batch object as a `ProviderBatch`.
+
+    Both already use OpenAI's status words; one this code does not know yet (a new provider state)
+    is reported as `in_progress`, so the batch is polled again rather than taken as finished.
+    """
+    batch_id = parsed.get("id")
+    if not isinstance(batch_id, str) or not batch_id:
+        raise UpstreamServerError("The upstream provider answered a batch call without a batch id.")
+    raw_status = str(parsed.get("status") or "")
+    counts = parsed.get("request_counts") if isinstance(parsed.get("request_counts"), dict) else {}
+    errors = parsed.get("errors")
+    data = errors.get("data") if isinstance(errors, dict) else errors
+    return ProviderBatch(
+        id=batch_id, status=raw_status if raw_status in PROVIDER_BATCH_STATUSES else "in_progress",
+        raw_status=raw_status, total=_count(counts.get("total")), completed=_count(counts.get("completed")),
+        failed=_count(counts.get("failed")), output_file_id=parsed.get("output_file_id") or None,
+        error_file_id=parsed.get("error_file_id") or None,
+        errors=[entry for entry in data if isinstance(entry, dict)] if isinstance(data, list) else [])
+
+
+def _count(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def jsonl_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Whole non-blank lines of a JSONL body arriving in arbitrary pieces (the last may lack its newline)."""
+    buffer = b""
+    for chunk in chunks:
+        buffer += chunk
+        if b"\n" not in chunk:
+            if len(buffer) > MAX_RESULT_LINE_BYTES:
+                raise UpstreamServerError("The provider's batch result file holds a line too long to read.",
+                                          code="malformed_batch_results")
+            continue
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            line = line.strip()
+            if line:
+                yield line
+    tail = buffer.strip()
+    if tail:
+        yield tail
+
 
 class TextCompletionOpenAIProvider(OpenAIProvider):
     """Models that only have the legacy `/completions` endpoint (davinci-style, instruct models)."""
 
     name = "text-completion-openai"
     operations = frozenset({CHAT, COMPLETIONS})
-    # A prompt has no place for a file reference.
+    # A prompt has no place for a file reference; its batches run on the gateway's workers.
     supports_files: ClassVar[bool] = False
+    supports_batches: ClassVar[bool] = False
     # A prompt has no room for tools or a response format; a tool-less text answer would mislead the caller.
     unsupported_params = frozenset({"tools", "tool_choice", "parallel_tool_calls", "functions", "function_call",
                                     "response_format"})

@@ -39,6 +39,7 @@ from keys.usage import (
     usage_from_body,
     usage_from_object,
 )
+from models_registry.drop_params import fit_params
 from models_registry.router import route
 from providers.base import UpstreamStream
 from providers.errors import GatewayError, UpstreamServerError
@@ -46,7 +47,6 @@ from providers.translate.anthropic import openai_usage
 from providers.translate.anthropic_inbound import anthropic_message, chat_request, estimate_input_tokens
 from providers.translate.anthropic_inbound_stream import AnthropicEvents, frame
 from proxy_api.calls import CLIENT_CLOSED_REQUEST, ProxyCall, prepared_call
-from models_registry.drop_params import fit_params
 from proxy_api.file_parts import RequestFiles, messages_files
 from proxy_api.relay import (
     Reply,

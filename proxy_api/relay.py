@@ -42,13 +42,13 @@ from keys.usage import (
     stream_usage_supported,
     usage_from_body,
 )
+from models_registry.drop_params import fit_params
 from models_registry.router import RouteOutcome, route
 from models_registry.snapshot import RoutableDeployment
 from providers.base import DeploymentTarget, UpstreamStream
 from providers.errors import GatewayError
 from providers.http import Deadline
 from proxy_api.calls import CLIENT_CLOSED_REQUEST, ProxyCall, finish_call, prepared_call
-from models_registry.drop_params import fit_params
 from proxy_api.file_parts import RequestFiles, chat_files
 from proxy_api.rendering import json_response
 

@@ -96,3 +96,14 @@ urlpatterns += [
     path("v1/files/<str:file_id>/content", _files.FileContentView.as_view(), name="v1-file-content"),
     path("files/<str:file_id>/content", _files.FileContentView.as_view(), name="file-content"),
 ]
+# -- managed batches routes --
+from proxy_api.views import batches as _batches  # noqa: E402
+
+urlpatterns += [
+    path("v1/batches", _batches.BatchesView.as_view(), name="v1-batches"),
+    path("batches", _batches.BatchesView.as_view(), name="batches"),
+    path("v1/batches/<str:batch_id>", _batches.BatchDetailView.as_view(), name="v1-batch-detail"),
+    path("batches/<str:batch_id>", _batches.BatchDetailView.as_view(), name="batch-detail"),
+    path("v1/batches/<str:batch_id>/cancel", _batches.BatchCancelView.as_view(), name="v1-batch-cancel"),
+    path("batches/<str:batch_id>/cancel", _batches.BatchCancelView.as_view(), name="batch-cancel"),
+]

@@ -30,6 +30,21 @@ def read_json_object(request: HttpRequest) -> dict:
     return body
 
 
+def list_limit(value: str | None, *, default: int, maximum: int) -> int:
+    """A list endpoint's `limit` query parameter: `default` when absent, else a whole number from 1 to
+    `maximum` (a 400 naming `limit` otherwise)."""
+    if value is None or value == "":
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        number = 0
+    if not 1 <= number <= maximum:
+        raise InvalidRequestError(f"'limit' must be a whole number from 1 to {maximum}.", param="limit",
+                                  code="invalid_value")
+    return number
+
+
 def require_model(body: dict) -> str:
     model = body.get("model")
     if model is None:

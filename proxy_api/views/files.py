@@ -29,6 +29,7 @@ from proxy_api import openapi, openapi_files
 from proxy_api.auth import authenticate
 from proxy_api.relay import release_connections
 from proxy_api.rendering import GatewayContentNegotiation, json_response
+from proxy_api.validation import list_limit
 from proxy_api.views.base import GatewayView
 
 TAG = "Files"
@@ -89,7 +90,7 @@ class FilesView(GatewayView):
         query = request.GET
         purpose = _one_of(query, "purpose", [str(value) for value in FilePurpose])
         order = _one_of(query, "order", ["asc", "desc"]) or "desc"
-        limit = _limit(query)
+        limit = list_limit(query.get("limit"), default=MAX_LIST_LIMIT, maximum=MAX_LIST_LIMIT)
         after = query.get("after") or None
         page = managed_file_list_for_caller(caller=caller, purpose=purpose, limit=limit, after=after, order=order)
         data = [file_object(managed_file) for managed_file in page.files]
@@ -257,17 +258,3 @@ def _one_of(query, name: str, allowed: list[str]) -> str | None:
     if value not in allowed:
         raise InvalidRequestError(f"'{name}' must be one of: {', '.join(allowed)}.", param=name, code="invalid_value")
     return value
-
-
-def _limit(query) -> int:
-    value = query.get("limit")
-    if value is None or value == "":
-        return MAX_LIST_LIMIT
-    try:
-        number = int(value)
-    except ValueError:
-        number = 0
-    if not 1 <= number <= MAX_LIST_LIMIT:
-        raise InvalidRequestError(f"'limit' must be a whole number from 1 to {MAX_LIST_LIMIT}.", param="limit",
-                                  code="invalid_value")
-    return number

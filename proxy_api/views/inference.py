@@ -9,11 +9,11 @@ from drf_spectacular.utils import extend_schema
 
 from keys.principal import Caller
 from models_registry.catalog import default_moderation_group
+from models_registry.drop_params import validate_drop_params
 from providers.errors import InvalidRequestError
 from proxy_api import openapi
 from proxy_api.auth import authenticate
 from proxy_api.calls import ProxyCall
-from models_registry.drop_params import validate_drop_params
 from proxy_api.fanout import fanout_models, refuse_streamed_fanout, respond_fanout
 from proxy_api.relay import respond, respond_streaming
 from proxy_api.validation import (

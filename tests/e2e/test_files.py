@@ -111,10 +111,10 @@ def test_upload_use_everywhere_then_delete_everywhere(sdk, fakes):
 
 
 def test_the_sdks_list_form_of_target_model_names_works(sdk, fakes):
-    created = sdk.files.create(file=("rows.jsonl", b'{"a": 1}\n', "application/jsonl"), purpose="batch",
+    created = sdk.files.create(file=("rows.jsonl", b'{"a": 1}\n', "application/jsonl"), purpose="user_data",
                                extra_body={"target_model_names": ["files-a", "files-b"]})
     assert created.model_extra["target_model_names"] == ["files-a", "files-b"]
-    assert held(fakes["y"], "/v1") == [("rows.jsonl", "batch", 9, sha256(b'{"a": 1}\n'))]
+    assert held(fakes["y"], "/v1") == [("rows.jsonl", "user_data", 9, sha256(b'{"a": 1}\n'))]
     sdk.files.delete(created.id)
 
 

@@ -117,7 +117,7 @@ def test_a_200_mb_upload_and_download_keep_the_worker_small(large_gateway, fake,
         before = max(memory_kb(pid, "VmRSS"), memory_kb(pid, "VmHWM")) * 1024
 
         created = sdk.files.create(file=("large.bin", GeneratedFile(SIZE), "application/octet-stream"),
-                                   purpose="batch", extra_body={"target_model_names": "files-big"})
+                                   purpose="user_data", extra_body={"target_model_names": "files-big"})
         assert (created.bytes, created.filename, created.status) == (SIZE, "large.bin", "processed")
         [copy] = created.model_extra["provider_copies"]
         assert (copy["deployment_id"], copy["status"]) == ("files-big-1", "uploaded")

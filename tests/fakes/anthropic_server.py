@@ -11,6 +11,9 @@ Files API (beta, as the real one: every call needs `anthropic-beta: files-api-20
 message quoting a file (`source: {"type": "file", "file_id"}`) needs the beta header too, and the file
 must exist.
 
+Message Batches (`/v1/messages/batches`, its cancel and results routes) live in `anthropic_batches.py`
+and are reached through `FakeAnthropic.batches`.
+
 Tests script the next answers (`reply_with`), queue faults (`fail_next`: a status with an Anthropic
 error body and headers, a hang, an `error` event mid-stream, a dropped connection mid-stream), and
 assert every recorded request (method, path, headers, JSON body).
@@ -28,6 +31,7 @@ from datetime import UTC, datetime
 from http.server import ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from tests.fakes.anthropic_batches import FakeMessageBatches
 from tests.fakes.multipart import (
     KEEP_FILE_BYTES,
     FormPart,
@@ -91,6 +95,7 @@ class FakeAnthropic:
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        self.batches = FakeMessageBatches(base_url=self.url)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 
@@ -100,6 +105,7 @@ class FakeAnthropic:
             self.faults.clear()
             self.replies.clear()
             self.files.clear()
+        self.batches.reset()
         self.json_piece = 8
         self.keep_file_bytes = KEEP_FILE_BYTES
 
@@ -222,6 +228,8 @@ def _make_handler(fake: FakeAnthropic):
                 self._send_json(fault.status, error_body(fault.error_type, fault.message), fault.headers)
                 return
             body = body if isinstance(body, dict) else {}
+            if fake.batches.handle(self, self.command, parts.path, body, fake.take_reply):
+                return
             route = FILE_ROUTE.match(parts.path)
             if parts.path == "/v1/files" or route is not None:
                 self._files(route.group("file_id") if route else None, form)

@@ -11,14 +11,15 @@ multipart reader, so a 200 MB upload costs the test process little): each part's
 SHA-256 are recorded, and the bytes are kept up to `keep_file_bytes`. Every path prefix (`/v1`,
 `/a/v1`, `/openai`) is its own account: a file uploaded under one is unknown under another. A chat
 that quotes a `file_id` this account does not hold is refused, as OpenAI refuses it.
+
+Batches: OpenAI's `/v1/batches` and Azure's `/openai/batches` (see `tests.fakes.openai_batches`), run
+by the same chat, completions and embeddings answers as direct calls.
 """
 from __future__ import annotations
 
-import base64
 import json
 import re
 import socket
-import struct
 import threading
 import time
 import uuid
@@ -32,6 +33,14 @@ from tests.fakes.multipart import (
     MultipartError,
     StoredFile,
 )
+from tests.fakes.openai_answers import (
+    CHAT_USAGE,
+    chat_completion,
+    chat_message,
+    embeddings_list,
+    text_completion,
+)
+from tests.fakes.openai_batches import BATCHES_ROUTE, DEFAULT_BATCH_PLAN, FakeBatch, handle_batches
 from tests.fakes.recording import RecordedRequest, RecordingHandler
 
 
@@ -42,7 +51,8 @@ class Fault:
     kind: "status" (answer `status` with `body`/`headers`), "hang" (sleep `seconds` before answering
     normally), "reset" (close the socket without answering), "stream_break" (stream `after_chunks`
     chunks then drop the connection), "malformed" (200 with a non-JSON body), "no_done" (stream every
-    chunk, then close the connection without the final `data: [DONE]`).
+    chunk, then close the connection without the final `data: [DONE]`), "cut" (a file's content:
+    announce its whole length, send its first `after_chunks` lines, then drop the connection).
     """
 
     kind: str = "status"
@@ -80,6 +90,11 @@ class FakeOpenAI:
         self.keep_file_bytes = KEEP_FILE_BYTES
         self.max_file_bytes: int | None = None  # uploads larger than this get OpenAI's 413
         self.validate_file_ids = True  # a chat quoting a file this account does not hold gets a 400
+        self.batches: dict[str, FakeBatch] = {}
+        self.batch_plan: list[str] = list(DEFAULT_BATCH_PLAN)  # statuses shown by create, then each retrieve
+        self.batch_models: set[str] | None = None  # models a batch line may name (None: any)
+        self.batch_errors: list[dict] | None = None  # errors.data of a batch whose plan ends in `failed`
+        self.batch_lines_done: int | None = None  # lines done when a batch expires or is cancelled (None: half)
         handler = _make_handler(self)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.server.daemon_threads = True
@@ -108,6 +123,12 @@ class FakeOpenAI:
         self.keep_file_bytes = KEEP_FILE_BYTES
         self.max_file_bytes = None
         self.validate_file_ids = True
+        with self.lock:
+            self.batches.clear()
+        self.batch_plan = list(DEFAULT_BATCH_PLAN)
+        self.batch_models = None
+        self.batch_errors = None
+        self.batch_lines_done = None
 
     def files_under(self, prefix: str) -> list[StoredFile]:
         """The files one account holds (`"/v1"` for OpenAI at `<url>/v1`, `"/openai"` for Azure)."""
@@ -134,6 +155,19 @@ class FakeOpenAI:
         with self.lock:
             return [r for r in self.requests if fragment in r.path]
 
+    def batches_under(self, prefix: str) -> list[FakeBatch]:
+        """The batches one account holds, oldest first."""
+        with self.lock:
+            return [batch for batch in self.batches.values() if batch.prefix == prefix]
+
+    def answer(self, url: str, body: dict) -> dict:
+        """What a direct, non-streamed call to `url` (`/v1/chat/completions`, ...) would answer (batch lines)."""
+        if url.endswith("/chat/completions"):
+            return chat_completion(self, body)
+        if url.endswith("/completions"):
+            return text_completion(self, body)
+        return embeddings_list(self, body)
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
@@ -151,11 +185,6 @@ def _file_object(stored: StoredFile, azure: bool) -> dict:
 def _gzip(payload: bytes) -> bytes:
     compressor = zlib.compressobj(wbits=31)
     return compressor.compress(payload) + compressor.flush()
-
-
-def _vector(text: str, dimensions: int) -> list[float]:
-    seed = sum(text.encode()) or 1
-    return [struct.unpack("<f", struct.pack("<f", ((seed * (i + 1)) % 97) / 97.0))[0] for i in range(dimensions)]
 
 
 def _make_handler(fake: FakeOpenAI):
@@ -211,8 +240,11 @@ def _make_handler(fake: FakeOpenAI):
             path = parts.path
             body = body or {}
             files_route = FILES_ROUTE.match(path)
+            batches_route = BATCHES_ROUTE.match(path)
             if files_route is not None:
-                self._files(files_route, record)
+                self._files(files_route, record, fault)
+            elif batches_route is not None:
+                handle_batches(self, fake, batches_route, body)
             elif path.endswith("/chat/completions"):
                 if not self._file_ids_known(path, body):
                     return
@@ -284,7 +316,7 @@ def _make_handler(fake: FakeOpenAI):
             self.close_connection = True
 
         # -- files ----------------------------------------------------------------------
-        def _files(self, route: re.Match, record: RecordedRequest):
+        def _files(self, route: re.Match, record: RecordedRequest, fault: Fault | None = None):
             prefix, file_id = route.group("prefix"), route.group("file_id")
             azure = prefix.endswith("/openai")
             if self.command == "POST" and file_id is None:
@@ -299,6 +331,16 @@ def _make_handler(fake: FakeOpenAI):
                 self._send_json(200, {"object": "list", "data": listed, "has_more": False,
                                       "first_id": listed[0]["id"] if listed else None,
                                       "last_id": listed[-1]["id"] if listed else None})
+            elif self.command == "GET" and route.group("content") and fault is not None and fault.kind == "cut":
+                data = stored.data or b""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(b"".join(data.splitlines(keepends=True)[: fault.after_chunks]))
+                self.wfile.flush()
+                self.connection.shutdown(socket.SHUT_RDWR)
+                self.close_connection = True
             elif self.command == "GET" and route.group("content"):
                 self._send_raw(200, stored.data or b"", "application/octet-stream")
             elif self.command == "GET":
@@ -370,21 +412,10 @@ def _make_handler(fake: FakeOpenAI):
         def _chat(self, body: dict, fault: Fault | None):
             model = body.get("model", "unknown")
             completion_id = f"chatcmpl-fake-{uuid.uuid4().hex[:12]}"
-            tools = body.get("tools") or []
-            usage = {"prompt_tokens": 11, "completion_tokens": 7, "total_tokens": 18}
-            if tools and body.get("tool_choice") != "none":
-                call = {"id": "call_fake_1", "type": "function",
-                        "function": {"name": tools[0]["function"]["name"], "arguments": '{"city": "Paris"}'}}
-                message = {"role": "assistant", "content": None, "tool_calls": [call], "refusal": None}
-                finish = "tool_calls"
-            else:
-                message = {"role": "assistant", "content": fake.reply, "refusal": None}
-                finish = "stop"
+            usage = dict(CHAT_USAGE)
+            message, finish = chat_message(fake, body)
             if not body.get("stream"):
-                self._send_json(200, {"id": completion_id, "object": "chat.completion", "created": 1700000000,
-                                      "model": model, "choices": [{"index": 0, "message": message,
-                                                                   "finish_reason": finish, "logprobs": None}],
-                                      "usage": usage, "system_fingerprint": "fp_fake"})
+                self._send_json(200, chat_completion(fake, body, completion_id))
                 return
             base = {"id": completion_id, "object": "chat.completion.chunk", "created": 1700000000, "model": model}
             events = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""},
@@ -409,10 +440,8 @@ def _make_handler(fake: FakeOpenAI):
             model = body.get("model", "unknown")
             base = {"id": f"cmpl-fake-{uuid.uuid4().hex[:12]}", "object": "text_completion", "created": 1700000000,
                     "model": model}
-            usage = {"prompt_tokens": 5, "completion_tokens": 4, "total_tokens": 9}
             if not body.get("stream"):
-                self._send_json(200, {**base, "choices": [{"index": 0, "text": " " + fake.reply,
-                                                           "finish_reason": "stop", "logprobs": None}], "usage": usage})
+                self._send_json(200, text_completion(fake, body))
                 return
             events = [{**base, "choices": [{"index": 0, "text": f"tok{i} ", "finish_reason": None, "logprobs": None}]}
                       for i in range(fake.stream_chunks)]
@@ -420,18 +449,7 @@ def _make_handler(fake: FakeOpenAI):
             self._stream(events, fault)
 
         def _embeddings(self, body: dict):
-            inputs = body.get("input")
-            inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
-            data = []
-            for index, item in enumerate(inputs):
-                vector = _vector(str(item), body.get("dimensions") or fake.embedding_dimensions)
-                if body.get("encoding_format") == "base64":
-                    encoded = base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
-                    data.append({"object": "embedding", "index": index, "embedding": encoded})
-                else:
-                    data.append({"object": "embedding", "index": index, "embedding": vector})
-            self._send_json(200, {"object": "list", "data": data, "model": body.get("model"),
-                                  "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)}})
+            self._send_json(200, embeddings_list(fake, body))
 
         def _moderations(self, body: dict):
             inputs = body.get("input")

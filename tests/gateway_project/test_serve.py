@@ -178,7 +178,7 @@ def test_serve_from_another_directory_with_relative_paths_and_no_secret_key(tmp_
                 liveliness = requests.get(f"http://127.0.0.1:{port}/health/liveliness", timeout=1,
                                           headers={"Connection": "close"})
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or its worker still booting
                 time.sleep(0.1)
         assert liveliness is not None and liveliness.status_code == 200, log_path.read_text()
         models = requests.get(f"http://127.0.0.1:{port}/v1/models", timeout=5,

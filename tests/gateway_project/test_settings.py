@@ -9,7 +9,8 @@ from django.core.exceptions import ImproperlyConfigured
 from gateway_project.bootstrap import BASE_DIR, ensure_secret_key, secret_key_path, state_dir
 from gateway_project.settings import database_from_url
 
-SQLITE_OPTIONS = {"timeout": 20, "transaction_mode": "IMMEDIATE"}
+SQLITE_OPTIONS = {"timeout": 20, "transaction_mode": "IMMEDIATE",
+                  "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL"}
 
 
 @pytest.mark.parametrize(

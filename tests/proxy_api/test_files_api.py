@@ -73,7 +73,7 @@ def test_upload_answers_openais_file_object_with_the_copies_it_made(client, file
     {"target_model_names": '["gpt-a", "gpt-b"]'},
 ], ids=["comma", "spaces-and-repeats", "brackets", "repeated", "json"])
 def test_every_form_of_target_model_names_is_understood(client, files_gateway, fields):
-    response = post_file(client, {"file": pdf(), "purpose": "batch", **fields}, path="/files")
+    response = post_file(client, {"file": pdf(), "purpose": "user_data", **fields}, path="/files")
     assert response.status_code == 200, response.content
     assert body(response)["target_model_names"] == ["gpt-a", "gpt-b"]
     assert len(files_gateway.files_under("/b1/v1")) == 1
@@ -85,7 +85,7 @@ def test_the_mime_type_comes_from_the_upload_else_from_the_filename(client, file
     declared = SimpleUploadedFile("notes.bin", b"hello", content_type="text/plain")
     guessed = SimpleUploadedFile("lines.jsonl", b'{"a": 1}\n', content_type="application/octet-stream")
     for upload, expected in ((declared, "text/plain"), (guessed, "application/jsonl")):
-        response = post_file(client, {"file": upload, "purpose": "batch", "target_model_names": "gpt-b"})
+        response = post_file(client, {"file": upload, "purpose": "user_data", "target_model_names": "gpt-b"})
         assert response.status_code == 200
         assert ManagedFile.objects.get(id=body(response)["id"]).mime_type == expected
     assert [stored.content_type for stored in files_gateway.files_under("/b1/v1")] == ["text/plain",
@@ -212,12 +212,12 @@ def test_a_group_the_key_may_not_use_is_403_and_nothing_is_stored(client, files_
 
 
 def test_expires_after_sets_expires_at_from_created_at(client, files_gateway):
-    response = post_file(client, {"file": pdf(), "purpose": "batch", "expires_after[anchor]": "created_at",
+    response = post_file(client, {"file": pdf(), "purpose": "user_data", "expires_after[anchor]": "created_at",
                                   "expires_after[seconds]": "3600"})
     assert response.status_code == 200
     created = body(response)
     assert created["expires_at"] == created["created_at"] + 3600
-    response = post_file(client, {"file": pdf(), "purpose": "batch",
+    response = post_file(client, {"file": pdf(), "purpose": "user_data",
                                   "expires_after": '{"anchor": "created_at", "seconds": 7200}'})
     created = body(response)
     assert created["expires_at"] == created["created_at"] + 7200

@@ -22,6 +22,11 @@ fresh_key_state = key_support.fresh_key_state
 pytestmark = pytest.mark.usefixtures("fresh_key_state")
 
 
+# A batch input (checked line by line at upload) naming a group the stranger's unrestricted key may use.
+BATCH_INPUT = orjson.dumps({"custom_id": "r1", "method": "POST", "url": "/v1/chat/completions",
+                            "body": {"model": "gpt-b", "messages": [{"role": "user", "content": "hi"}]}}) + b"\n"
+
+
 def not_found(file_id: str) -> dict:
     return envelope(f"No such File object: {file_id}", "invalid_request_error", "file_id", "file_not_found")
 
@@ -96,7 +101,7 @@ def test_another_key_gets_404_everywhere_and_the_file_survives(client, keys, fil
 
 def test_list_shows_only_the_callers_files_newest_first(client, keys):
     mine = [upload(client, keys["owner"], name=f"{n}.pdf")["id"] for n in range(3)]
-    theirs = upload(client, keys["stranger"], name="theirs.pdf", purpose="batch")["id"]
+    theirs = upload(client, keys["stranger"], name="theirs.jsonl", purpose="batch", data=BATCH_INPUT)["id"]
     listed = body(client.get("/v1/files", **keys["owner"]))
     assert [item["id"] for item in listed["data"]] == mine[::-1]
     assert (listed["object"], listed["first_id"], listed["last_id"], listed["has_more"]) == (

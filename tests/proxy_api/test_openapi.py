@@ -71,6 +71,12 @@ FILE_OPERATIONS = [
 ]
 
 
+# Managed batches: OpenAI's four batch operations (their shapes are checked end to end in
+# tests/e2e/test_batches_api.py against the running gateway's schema).
+BATCH_ROUTES = {("/v1/batches", "post"), ("/v1/batches", "get"), ("/v1/batches/{batch_id}", "get"),
+                ("/v1/batches/{batch_id}/cancel", "post")}
+
+
 @pytest.fixture(scope="module")
 def schema(tmp_path_factory) -> dict:
     """The document as `manage.py spectacular --validate --fail-on-warn` writes it (raises on any warning)."""
@@ -91,7 +97,7 @@ def test_the_schema_validates_without_warnings(schema):
 def test_exactly_the_api_routes_are_documented(schema):
     expected = {(path, method) for path, method, *_ in
                 OPERATIONS + KEY_OPERATIONS + ANTHROPIC_OPERATIONS + FILE_OPERATIONS} | {
-        ("/spend/logs", "get")}
+        ("/spend/logs", "get")} | BATCH_ROUTES
     assert {(path, method) for path, methods in schema["paths"].items() for method in methods} == expected
 
 

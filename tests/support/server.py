@@ -71,8 +71,12 @@ def write_config(directory: Path, config: dict, name: str = "config.yaml") -> Pa
 
 
 def start_gateway(directory: Path, config: dict, *, workers: int = 1, env: dict | None = None,
-                  wait: float = 60.0) -> GatewayProcess:
-    """Write `config` to `directory`, start `serve` on a free port and wait until it answers."""
+                  wait: float = 60.0, batch_worker: bool = False, database_url: str | None = None) -> GatewayProcess:
+    """Write `config` to `directory`, start `serve` on a free port and wait until it answers.
+
+    `batch_worker=False` (the default) passes `--no-worker`: only batch tests pay for a worker process.
+    `database_url` reuses a database (a restarted gateway); otherwise each gateway gets a fresh one.
+    """
     directory.mkdir(parents=True, exist_ok=True)
     config_path = write_config(directory, config)
     port = free_port()
@@ -87,26 +91,28 @@ def start_gateway(directory: Path, config: dict, *, workers: int = 1, env: dict 
         "GATEWAY_KEEPALIVE": "1",
     })
     environment.pop("GATEWAY_MASTER_KEY", None)
-    database_url = os.environ.get("DATABASE_URL", "")
     drop = None
-    admin_database_url = database_url
-    if database_url.startswith(("postgres://", "postgresql://")):
-        drop = f"gatehouse_e2e_{secrets.token_hex(4)}"
-        _create_postgres_database(database_url, drop)
-        database_url = _with_database(database_url, drop)
-    else:
-        database_url = f"sqlite:///{directory / 'state' / 'gatehouse.sqlite3'}"
+    admin_database_url = os.environ.get("DATABASE_URL", "")
+    if database_url is None:
+        database_url = admin_database_url
+        if database_url.startswith(("postgres://", "postgresql://")):
+            drop = f"gatehouse_e2e_{secrets.token_hex(4)}"
+            _create_postgres_database(database_url, drop)
+            database_url = _with_database(database_url, drop)
+        else:
+            database_url = f"sqlite:///{directory / 'state' / 'gatehouse.sqlite3'}"
     environment["DATABASE_URL"] = database_url
     environment.update(env or {})
     log_path = directory / f"gateway-{port}.log"
     log = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "manage.py", "serve", "--config", str(config_path), "--port", str(port),
-         "--workers", str(workers)],
+         "--workers", str(workers), *([] if batch_worker else ["--no-worker"])],
         cwd=REPO_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     gateway = GatewayProcess(process=process, port=port, log_path=log_path, database_url=database_url,
-                             drop_database=drop, admin_database_url=admin_database_url)
+                             drop_database=drop, admin_database_url=admin_database_url,
+                             extra={"environment": environment, "config_path": config_path})
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -122,6 +128,47 @@ def start_gateway(directory: Path, config: dict, *, workers: int = 1, env: dict 
     output = gateway.logs()
     gateway.stop()
     raise RuntimeError(f"gateway did not come up within {wait}s:\n{output}")
+
+
+@dataclass
+class WorkerProcess:
+    """A standalone `manage.py batch_worker` process."""
+
+    process: subprocess.Popen
+    log_path: Path
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL, as a lost machine would: nothing gets to clean up."""
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait(timeout=10)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+        return self.process.returncode
+
+
+def start_batch_worker(gateway: GatewayProcess, *, env: dict | None = None, threads: int = 2,
+                       name: str = "worker") -> WorkerProcess:
+    """Start `manage.py batch_worker` against the gateway's database, config and state directory."""
+    environment = dict(gateway.extra["environment"])
+    environment["GATEWAY_CONFIG"] = str(gateway.extra["config_path"])
+    environment.update(env or {})
+    log_path = gateway.log_path.parent / f"{name}-{secrets.token_hex(3)}.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen([sys.executable, "manage.py", "batch_worker", "--threads", str(threads)],
+                               cwd=REPO_ROOT, env=environment, stdout=log, stderr=subprocess.STDOUT,
+                               start_new_session=True)
+    return WorkerProcess(process=process, log_path=log_path)
 
 
 def _with_database(url: str, name: str) -> str:

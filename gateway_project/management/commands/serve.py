@@ -32,6 +32,8 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=os.environ.get("GATEWAY_HOST", "127.0.0.1"))
         parser.add_argument("--port", type=int, default=int(os.environ.get("GATEWAY_PORT", "4000")))
         parser.add_argument("--workers", type=int, default=int(os.environ.get("GATEWAY_WORKERS", "1")))
+        parser.add_argument("--no-worker", action="store_true",
+                            help="Do not start the embedded batch worker (run `manage.py batch_worker` instead).")
 
     def handle(self, *args, **options) -> None:
         config_path = Path(options["config"]).resolve()
@@ -52,7 +54,8 @@ class Command(BaseCommand):
         call_command("migrate", interactive=False, verbosity=0)
         counts = deployments_sync_from_config(specs=config.deployments)
         admin_note = self._bootstrap_admin()
-        self._print_banner(options["host"], options["port"], config, counts, admin_note)
+        self._print_banner(options["host"], options["port"], config, counts, admin_note,
+                           batch_worker=not options["no_worker"])
         self._exec_gunicorn(config_path, options)
 
     def _bootstrap_admin(self) -> str:
@@ -70,7 +73,8 @@ class Command(BaseCommand):
             return f"admin user '{username}' created"
         return f"admin user '{username}' exists"
 
-    def _print_banner(self, host: str, port: int, config: GatewayConfig, counts: dict, admin_note: str) -> None:
+    def _print_banner(self, host: str, port: int, config: GatewayConfig, counts: dict, admin_note: str, *,
+                      batch_worker: bool = True) -> None:
         shown_host = "127.0.0.1" if host in ("0.0.0.0", "::") else host  # noqa: S104 - display only
         base = f"http://{shown_host}:{port}"
         if settings.GATEWAY_MASTER_KEY:
@@ -88,6 +92,9 @@ class Command(BaseCommand):
             f"  Master key:              {key_note}",
             f"  Models:                  {', '.join(groups) or 'none yet'}  "
             f"(config sync: {counts['added']} added, {counts['updated']} updated, {counts['removed']} removed)",
+            "  Batch worker:            " + (
+                "embedded (one process; `python manage.py batch_worker` adds more)" if batch_worker
+                else "off (--no-worker; run `python manage.py batch_worker`)"),
         ]
         self.stdout.write("\n".join(lines))
         self.stdout.flush()
@@ -97,6 +104,7 @@ class Command(BaseCommand):
         environment["GATEWAY_CONFIG"] = str(config_path)
         environment["GATEWAY_BIND"] = f"{options['host']}:{options['port']}"
         environment["GATEWAY_WORKERS"] = str(options["workers"])
+        environment["GATEWAY_EMBEDDED_BATCH_WORKER"] = "0" if options["no_worker"] else "1"
         environment.setdefault("DJANGO_SETTINGS_MODULE", "gateway_project.settings")
         # gunicorn runs from BASE_DIR: relative paths must keep meaning what they meant here (same database,
         # same state directory and secret key as the migration and the sync just used).

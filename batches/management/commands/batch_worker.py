@@ -1,0 +1,52 @@
+"""`python manage.py batch_worker [--threads N] [--sweep-seconds S]`: run batch work on this machine.
+
+`serve` starts one of these by default; run more (on any machine sharing the PostgreSQL database)
+to run more batch parts at once. See `batches/worker.py`.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from batches.worker import DEFAULT_GRACE_SECONDS, DEFAULT_THREADS, SQLITE_THREADS, BatchWorker
+from models_registry.config import ConfigError, load_config
+from models_registry.runtime import use_gateway_config
+
+PARENT_ENV = "GATEWAY_BATCH_WORKER_PARENT_PID"
+
+
+class Command(BaseCommand):
+    help = "Run a Gatehouse batch worker (task loops in threads plus the recovery sweep)."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        threads = os.environ.get("GATEWAY_BATCH_WORKER_THREADS")
+        parser.add_argument("--threads", type=int, default=int(threads) if threads else None,
+                            help=f"Task loops in this process, each running one batch part at a time (default: "
+                                 f"{DEFAULT_THREADS} on PostgreSQL, {SQLITE_THREADS} on SQLite).")
+        parser.add_argument("--sweep-seconds", type=float, default=None,
+                            help="How often to look for work left behind (default: GATEWAY_BATCH_SWEEP_SECONDS).")
+        parser.add_argument("--grace-seconds", type=float, default=DEFAULT_GRACE_SECONDS,
+                            help="On SIGTERM, how long running parts get to record their lines and stop.")
+        parser.add_argument("--config", default=None,
+                            help="The gateway's config.yaml (default: the GATEWAY_CONFIG environment variable).")
+
+    def handle(self, *args, **options) -> None:
+        if options["threads"] is not None and options["threads"] < 1:
+            raise CommandError("--threads must be at least 1")
+        if options["config"]:
+            path = Path(options["config"]).resolve()
+            try:
+                use_gateway_config(load_config(path))
+            except ConfigError as error:
+                raise CommandError(f"invalid config {path}: {error}") from error
+        parent = os.environ.get(PARENT_ENV)
+        worker = BatchWorker(threads=options["threads"], sweep_seconds=options["sweep_seconds"],
+                             grace_seconds=options["grace_seconds"],
+                             parent_pid=int(parent) if parent and parent.isdigit() else None)
+        worker.install_signals()
+        try:
+            worker.run()
+        except ConfigError as error:
+            raise CommandError(f"invalid config: {error}") from error
