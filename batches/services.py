@@ -17,9 +17,11 @@ from django.utils import timezone
 from batches.choices import PART_UNFINISHED, BatchStatus
 from batches.models import Batch, BatchPart
 from batches.tasks import batch_start_enqueue, part_run_enqueue
-from files_registry.batch_input import BATCH_ENDPOINTS
+from files_registry.batch_input import BATCH_ENDPOINTS, LineError, batch_requests
 from files_registry.choices import FilePurpose
+from files_registry.models import ManagedFile
 from files_registry.selectors import managed_file_get_for_caller
+from files_registry.storage import stored_bytes_open
 from keys.access import budget_check
 from keys.durations import parse_duration
 from keys.principal import Caller
@@ -69,6 +71,17 @@ def metadata_check(metadata: object) -> dict[str, str] | None:
     return dict(metadata)
 
 
+def _first_model(input_file: ManagedFile) -> str:
+    """The model the input's first request names, so the batch shows its `model` at once; the worker
+    checks every line (an unreadable first line simply shows no model until then)."""
+    try:
+        with stored_bytes_open(input_file.stored_name) as handle:
+            first = next(batch_requests(handle), None)
+    except (LineError, OSError):
+        return ""
+    return first.model[:255] if first is not None else ""
+
+
 def batch_create(*, caller: Caller, input_file_id: object, endpoint: object, completion_window: object,
                  metadata: object = None) -> Batch:
     """Record a batch (status `validating`) and queue its start; raises 400/404 envelopes for bad input."""
@@ -91,6 +104,7 @@ def batch_create(*, caller: Caller, input_file_id: object, endpoint: object, com
         batch = Batch.objects.create(
             owner_key_id=key.id if key else "", owner_team_id=(key.team_id or "") if key else "",
             input_file=input_file, endpoint=endpoint, completion_window=str(completion_window),
+            requested_model=_first_model(input_file),
             status=BatchStatus.VALIDATING, metadata=checked_metadata, created_at=now,
             expires_at=now + timedelta(seconds=window))
         transaction.on_commit(lambda: batch_start_enqueue(batch.id))

@@ -125,9 +125,9 @@ def test_the_seed_create_returns_openais_batch_object_and_nothing_reaches_a_prov
     body = response.http_response.json()
     assert body["id"].startswith("batch_") and before <= body["created_at"] <= after
     assert body == {
-        "id": body["id"], "object": "batch", "endpoint": "/v1/chat/completions", "model": None, "errors": None,
-        "input_file_id": file_id, "completion_window": "24h", "status": "validating", "output_file_id": None,
-        "error_file_id": None, "created_at": body["created_at"], "in_progress_at": None,
+        "id": body["id"], "object": "batch", "endpoint": "/v1/chat/completions", "model": AZURE_GROUP,
+        "errors": None, "input_file_id": file_id, "completion_window": "24h", "status": "validating",
+        "output_file_id": None, "error_file_id": None, "created_at": body["created_at"], "in_progress_at": None,
         "expires_at": body["created_at"] + 86400, "finalizing_at": None, "completed_at": None, "failed_at": None,
         "expired_at": None, "cancelling_at": None, "cancelled_at": None,
         "request_counts": {"total": 0, "completed": 0, "failed": 0},
