@@ -75,7 +75,8 @@ def when_ready(server):
     environment = dict(os.environ)
     environment["GATEWAY_BATCH_WORKER_PARENT_PID"] = str(os.getpid())
     # Background work yields the CPU to requests (and to the web workers booting beside it).
-    process = subprocess.Popen([sys.executable, str(manage), "batch_worker"], env=environment,
+    # `--restart`: a supervisor that starts a new worker whenever the worker dies (batches/supervisor.py).
+    process = subprocess.Popen([sys.executable, str(manage), "batch_worker", "--restart"], env=environment,
                                cwd=str(manage.parent), preexec_fn=_lower_priority)
     _batch_worker.append(process)
     server.log.info("embedded batch worker started (pid %s)", process.pid)

@@ -5,10 +5,13 @@ per-line upstream errors; rpm; cancel mid-run; expiry; validation failures; SIGK
 and a restart of everything, each resumed with exactly-once output."""
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import orjson
@@ -314,3 +317,36 @@ def test_a_restart_of_everything_resumes_an_unfinished_batch(tmp_path, fake):
         gateway.stop()
     assert batch.status == "completed", gateway.logs()
     assert [item["custom_id"] for item in output] == [f"z{index}" for index in range(30)]
+
+
+def embedded_workers(gateway: GatewayProcess) -> dict[int, str]:
+    """pid -> command line of the gateway's `batch_worker` processes (all in its own session)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            session = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[3])
+        except (OSError, IndexError, ValueError):
+            continue
+        if session == gateway.process.pid and "batch_worker" in command:
+            found[int(entry.name)] = command
+    return found
+
+
+def test_the_embedded_worker_is_restarted_when_it_dies(sdk, batch_gateway):
+    def worker_pids() -> set[int]:
+        return {pid for pid, command in embedded_workers(batch_gateway).items() if "--restart" not in command}
+
+    assert wait_until(lambda: len(worker_pids()) == 1, seconds=30)
+    supervisors = [pid for pid, command in embedded_workers(batch_gateway).items() if "--restart" in command]
+    assert len(supervisors) == 1
+    [killed] = worker_pids()
+    os.kill(killed, signal.SIGKILL)
+    assert wait_until(lambda: len(worker_pids()) == 1 and killed not in worker_pids(), seconds=30)
+
+    batch = finished(sdk, submit(sdk, [line("after-restart", "mock-batch")], "mock-batch").id)
+    assert (batch.status, batch.request_counts.completed) == ("completed", 1)
+    assert [row["custom_id"] for row in content(sdk, batch.output_file_id)] == ["after-restart"]
+    assert f"embedded batch worker (pid {killed}) exited with -9; restarting" in batch_gateway.logs()

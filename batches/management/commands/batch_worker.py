@@ -1,15 +1,17 @@
 """`python manage.py batch_worker [--threads N] [--sweep-seconds S]`: run batch work on this machine.
 
-`serve` starts one of these by default; run more (on any machine sharing the PostgreSQL database)
-to run more batch parts at once. See `batches/worker.py`.
+`serve` starts one of these by default, under `--restart` (a new one whenever it dies); run more
+(on any machine sharing the PostgreSQL database) to run more batch parts at once. See `batches/worker.py`.
 """
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from batches.supervisor import WorkerSupervisor, worker_command
 from batches.worker import DEFAULT_GRACE_SECONDS, DEFAULT_THREADS, SQLITE_THREADS, BatchWorker
 from models_registry.config import ConfigError, load_config
 from models_registry.runtime import use_gateway_config
@@ -29,6 +31,9 @@ class Command(BaseCommand):
                             help="How often to look for work left behind (default: GATEWAY_BATCH_SWEEP_SECONDS).")
         parser.add_argument("--grace-seconds", type=float, default=DEFAULT_GRACE_SECONDS,
                             help="On SIGTERM, how long running parts get to record their lines and stop.")
+        parser.add_argument("--restart", action="store_true",
+                            help="Supervise: run the worker as a child process and start a new one whenever it "
+                                 "dies (how `serve` runs its embedded worker).")
         parser.add_argument("--config", default=None,
                             help="The gateway's config.yaml (default: the GATEWAY_CONFIG environment variable).")
 
@@ -42,9 +47,16 @@ class Command(BaseCommand):
             except ConfigError as error:
                 raise CommandError(f"invalid config {path}: {error}") from error
         parent = os.environ.get(PARENT_ENV)
+        parent_pid = int(parent) if parent and parent.isdigit() else None
+        if options["restart"]:
+            supervisor = WorkerSupervisor(worker_command(sys.argv), environment=dict(os.environ),
+                                          grace_seconds=options["grace_seconds"], parent_pid=parent_pid)
+            supervisor.install_signals()
+            supervisor.run()
+            return
         worker = BatchWorker(threads=options["threads"], sweep_seconds=options["sweep_seconds"],
                              grace_seconds=options["grace_seconds"],
-                             parent_pid=int(parent) if parent and parent.isdigit() else None)
+                             parent_pid=parent_pid)
         worker.install_signals()
         try:
             worker.run()
