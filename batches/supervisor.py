@@ -79,12 +79,19 @@ class WorkerSupervisor:
             time.sleep(CHECK_EVERY_SECONDS)
 
     def _stop_child(self, child: subprocess.Popen) -> int:
-        child.terminate()
+        return process_stop(child, grace_seconds=self.grace_seconds + 5)
+
+
+def process_stop(process: subprocess.Popen, *, grace_seconds: float) -> int:
+    """SIGTERM (a worker records its lines and stops), SIGKILL after `grace_seconds`; the exit code."""
+    if process.poll() is None:
+        process.terminate()
         try:
-            return child.wait(timeout=self.grace_seconds + 5)
+            process.wait(timeout=grace_seconds)
         except subprocess.TimeoutExpired:
-            child.kill()
-            return child.wait(timeout=10)
+            process.kill()
+            process.wait(timeout=10)
+    return process.returncode
 
 
 def worker_command(arguments: Sequence[str]) -> list[str]:

@@ -88,12 +88,8 @@ def _lower_priority():
 
 def on_exit(server):
     """Stop the embedded batch worker: SIGTERM lets its running parts record their lines and stop."""
+    from batches.supervisor import process_stop
+
     for process in _batch_worker:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=graceful_timeout)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=5)
+        process_stop(process, grace_seconds=graceful_timeout)
     _batch_worker.clear()

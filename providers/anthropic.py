@@ -40,7 +40,15 @@ from providers.errors import (
     UpstreamServerError,
 )
 from providers.files import ProviderFileRef
-from providers.http import Deadline, iter_raw, iter_sse_events, multipart_body, read_all, send, sse_data
+from providers.http import (
+    Deadline,
+    iter_jsonl_objects,
+    iter_sse_events,
+    multipart_body,
+    read_all,
+    send,
+    sse_data,
+)
 from providers.translate.anthropic import (
     DEFAULT_MAX_TOKENS,
     UNSUPPORTED_FIELDS,
@@ -51,7 +59,6 @@ from providers.translate.anthropic import (
 )
 from providers.translate.anthropic_batches import (
     CHAT_ENDPOINT,
-    jsonl_lines,
     message_batch_requests,
     output_line,
     provider_batch,
@@ -224,18 +231,8 @@ class AnthropicProvider(Provider):
         headers = self.headers(target)
         headers.pop("Content-Type", None)
         response = send("GET", url, headers=headers, deadline=deadline, error_mapper=error_for_response)
-        try:
-            for raw in jsonl_lines(iter_raw(response, deadline)):
-                try:
-                    result = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    result = None
-                if not isinstance(result, dict):
-                    raise UpstreamServerError("The provider's batch results hold a line that is not a JSON object.",
-                                              code="malformed_batch_results")
-                yield output_line(result)
-        finally:
-            response.close()
+        for result in iter_jsonl_objects(response, deadline, source="batch results"):
+            yield output_line(result)
 
     def _batch_path(self, batch_id: str) -> str:
         return f"messages/batches/{quote(batch_id, safe='')}"

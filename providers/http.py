@@ -271,6 +271,54 @@ def iter_raw(response: requests.Response, deadline: Deadline, idle_timeout: floa
         raise UpstreamConnectionError("The upstream connection broke while reading the response.") from error
 
 
+# A JSONL line longer than this (a provider's batch results) is refused rather than buffered without end.
+MAX_JSONL_LINE_BYTES = 64 * 1024 * 1024
+
+
+def iter_jsonl_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """Whole non-blank lines of a JSONL body arriving in pieces of any size (the last may lack its newline).
+
+    The pieces of a line still incomplete are kept in a list and joined once, so a long line arriving
+    in many socket reads is not copied again at every read.
+    """
+    pending: list[bytes] = []
+    pending_size = 0
+    for chunk in chunks:
+        start = 0
+        while (cut := chunk.find(b"\n", start)) >= 0:
+            line = b"".join([*pending, chunk[start:cut]]).strip()
+            pending, pending_size = [], 0
+            if line:
+                yield line
+            start = cut + 1
+        if start < len(chunk):
+            pending.append(chunk[start:])
+            pending_size += len(chunk) - start
+            if pending_size > MAX_JSONL_LINE_BYTES:
+                raise UpstreamServerError("The provider's batch results hold a line too long to read.",
+                                          code="malformed_batch_results")
+    tail = b"".join(pending).strip()
+    if tail:
+        yield tail
+
+
+def iter_jsonl_objects(response: requests.Response, deadline: Deadline, *, source: str) -> Iterator[dict]:
+    """The JSON objects of a JSONL body (a provider's batch results), one line at a time, closing the
+    response when done; a line that is not a JSON object is a 502 naming `source`."""
+    try:
+        for raw in iter_jsonl_lines(iter_raw(response, deadline)):
+            try:
+                parsed = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                parsed = None
+            if not isinstance(parsed, dict):
+                raise UpstreamServerError(f"The provider's {source} holds a line that is not a JSON object.",
+                                          code="malformed_batch_results")
+            yield parsed
+    finally:
+        response.close()
+
+
 def iter_sse_events(
     response: requests.Response, deadline: Deadline, idle_timeout: float | None = None
 ) -> Iterator[bytes]:

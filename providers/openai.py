@@ -46,7 +46,15 @@ from providers.errors import (
     UpstreamServerError,
 )
 from providers.files import ProviderFileRef
-from providers.http import Deadline, iter_raw, iter_sse_events, multipart_body, read_all, send, sse_data
+from providers.http import (
+    Deadline,
+    iter_jsonl_objects,
+    iter_sse_events,
+    multipart_body,
+    read_all,
+    send,
+    sse_data,
+)
 from providers.translate.embeddings import encode_embeddings_base64
 from providers.translate.prompt import (
     chat_chunk_from_completion_chunk,
@@ -59,7 +67,6 @@ DONE = b"[DONE]"
 # OpenAI's Batch API accepts only this window; Gatehouse enforces the batch's own window itself.
 PROVIDER_COMPLETION_WINDOW = "24h"
 # A result line longer than this is not a batch output line but a broken file (a body is at most a few MB).
-MAX_RESULT_LINE_BYTES = 64 * 1024 * 1024
 
 
 def openai_headers(target: DeploymentTarget) -> dict[str, str]:
@@ -263,18 +270,7 @@ class OpenAIProvider(Provider):
         url, params = self.files_url(target, file_id)
         response = send("GET", f"{url}/content", headers=self._file_headers(target), params=params,
                         deadline=deadline)
-        try:
-            for raw in jsonl_lines(iter_raw(response, deadline)):
-                try:
-                    line = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    line = None
-                if not isinstance(line, dict):
-                    raise UpstreamServerError(f"The provider's batch result file {file_id} holds a line that is "
-                                              "not a JSON object.", code="malformed_batch_results")
-                yield line
-        finally:
-            response.close()
+        return iter_jsonl_objects(response, deadline, source=f"batch result file {file_id}")
 
     def batch_file_delete(self, target: DeploymentTarget, file_id: str, deadline: Deadline) -> None:
         """`DELETE /files/<id>` of a shard's input or a batch's output; a 404 means it is already gone."""
@@ -309,26 +305,6 @@ def provider_batch_from(parsed: dict) -> ProviderBatch:
 
 def _count(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
-
-
-def jsonl_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Whole non-blank lines of a JSONL body arriving in arbitrary pieces (the last may lack its newline)."""
-    buffer = b""
-    for chunk in chunks:
-        buffer += chunk
-        if b"\n" not in chunk:
-            if len(buffer) > MAX_RESULT_LINE_BYTES:
-                raise UpstreamServerError("The provider's batch result file holds a line too long to read.",
-                                          code="malformed_batch_results")
-            continue
-        *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            line = line.strip()
-            if line:
-                yield line
-    tail = buffer.strip()
-    if tail:
-        yield tail
 
 
 class TextCompletionOpenAIProvider(OpenAIProvider):

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 from providers.batches import ProviderBatch
 from providers.errors import GatewayError, UpstreamBadRequestError, UpstreamServerError
@@ -35,7 +35,6 @@ CUSTOM_ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _KEPT = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-")
 _ESCAPE = re.compile(r"_(_|[0-9A-F]{2})")
 # A result line longer than this is a broken download, not an answer (a message is at most a few MB).
-MAX_RESULT_LINE_BYTES = 64 * 1024 * 1024
 
 # Anthropic's `processing_status` before it ends, in OpenAI's words.
 RUNNING_STATUSES = {"in_progress": "in_progress", "canceling": "cancelling"}
@@ -227,29 +226,3 @@ def _error_response(wrapper) -> dict:
 def _request_id() -> str:
     """An id for an output line (or an answer that carries none), shaped like OpenAI's."""
     return "batch_req_" + secrets.token_hex(16)
-
-
-def jsonl_lines(chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """Whole non-blank lines of a JSONL body arriving in pieces of any size (the last may lack its newline)."""
-    pending: list[bytes] = []
-    pending_size = 0
-    for chunk in chunks:
-        start = 0
-        while True:
-            cut = chunk.find(b"\n", start)
-            if cut < 0:
-                break
-            line = b"".join([*pending, chunk[start:cut]]).strip()
-            pending, pending_size = [], 0
-            if line:
-                yield line
-            start = cut + 1
-        if start < len(chunk):
-            pending.append(chunk[start:])
-            pending_size += len(chunk) - start
-            if pending_size > MAX_RESULT_LINE_BYTES:
-                raise UpstreamServerError("The provider's batch results hold a line too long to read.",
-                                          code="malformed_batch_results")
-    tail = b"".join(pending).strip()
-    if tail:
-        yield tail

@@ -28,6 +28,13 @@ def post_json(url: str, body, *, headers: dict | None = None, **kwargs) -> reque
     return requests.post(url, data=data, headers=merged, timeout=30, **kwargs)
 
 
+def key_issue(gateway, **fields) -> dict:
+    """`POST /key/generate` with the master key; the answer (its `key` is the plaintext)."""
+    response = post_json(f"{gateway.url}/key/generate", fields)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
 def sse_frames(response: requests.Response) -> list[bytes]:
     """The `data:` payloads of a whole SSE body, in order."""
     frames = []

@@ -16,6 +16,7 @@ import pytest
 import requests
 from openai import OpenAI
 
+from tests.e2e.helpers import key_issue
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.server import MASTER_KEY, GatewayProcess, start_gateway
 
@@ -69,9 +70,8 @@ def _reset(fake) -> None:
 
 
 def new_key(gateway: GatewayProcess, models: list[str]) -> str:
-    response = requests.post(f"{gateway.url}/key/generate", json={"models": models}, headers=AUTH, timeout=10)
-    assert response.status_code == 200, response.text
-    return response.json()["key"]
+    """The seed's `/key/generate {"models": [...]}`: the key's plaintext."""
+    return key_issue(gateway, models=models)["key"]
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import requests
 from openai import OpenAI
 
 from tests.e2e.helpers import AUTH, envelope, post_json
+from tests.e2e.helpers import key_issue as issue
 from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.e2e
@@ -19,10 +20,6 @@ pytestmark = pytest.mark.e2e
 CHAT = {"model": "gpt-fake", "messages": [{"role": "user", "content": "hi"}]}
 
 
-def issue(gateway, **fields) -> dict:
-    response = post_json(f"{gateway.url}/key/generate", fields)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def sdk(gateway, key: str) -> OpenAI:

@@ -10,6 +10,7 @@ import pytest
 import redis
 import requests
 
+from tests.e2e.helpers import key_issue as issue
 from tests.e2e.helpers import post_json
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.server import MASTER_KEY, GatewayProcess, start_gateway
@@ -78,10 +79,6 @@ def warm_both_workers(gateway: GatewayProcess, key: str, upstream: FakeOpenAI) -
     pytest.fail(f"calls reached {len(seen)} worker(s) only")
 
 
-def issue(gateway: GatewayProcess, **fields) -> dict:
-    response = post_json(f"{gateway.url}/key/generate", fields)
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def test_an_rpm_limit_holds_across_both_workers(two_workers, upstream):

@@ -23,7 +23,6 @@ from providers.registry import adapter_for
 from providers.translate.anthropic_batches import (
     decode_custom_id,
     encode_custom_id,
-    jsonl_lines,
     provider_batch,
 )
 from tests.fakes.anthropic_server import FakeAnthropic, text_block, tool_use_block
@@ -390,13 +389,6 @@ def test_results_of_a_batch_still_running_are_refused_by_anthropic(fake, anthrop
     with pytest.raises(UpstreamBadRequestError) as raised:
         list(anthropic.batch_results(anthropic_target(fake), batch, deadline))
     assert raised.value.message == f"Batch {batch.id} is still in_progress; results are not ready."
-
-
-def test_jsonl_lines_are_whole_whatever_the_pieces():
-    pieces = [b'{"a"', b':1}\r\n\n{"b":', b"2}\n", b"", b'{"c":3}']
-    assert list(jsonl_lines(iter(pieces))) == [b'{"a":1}', b'{"b":2}', b'{"c":3}']
-
-
 # --- the fake itself (what the adapter cannot send) -----------------------------------------------
 
 def test_the_fake_errors_a_request_whose_max_tokens_is_not_positive_and_checks_shapes(fake):

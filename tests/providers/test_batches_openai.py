@@ -19,7 +19,8 @@ from providers.errors import (
     UpstreamServerError,
 )
 from providers.files import ProviderFileRef
-from providers.openai import jsonl_lines, provider_batch_from
+from providers.http import iter_jsonl_lines
+from providers.openai import provider_batch_from
 from providers.registry import adapter_for
 from tests.fakes.openai_server import FakeOpenAI
 from tests.providers.helpers import UPSTREAM_KEY, target_for
@@ -250,7 +251,7 @@ def test_provider_batch_mapping_keeps_unknown_statuses_pollable():
 
 def test_jsonl_lines_reassembles_lines_cut_anywhere_and_skips_blanks():
     pieces = [b'{"a"', b': 1}\r\n\n{"b": ', b"2}\n", b"", b'{"c": 3}']
-    assert list(jsonl_lines(iter(pieces))) == [b'{"a": 1}', b'{"b": 2}', b'{"c": 3}']
+    assert list(iter_jsonl_lines(iter(pieces))) == [b'{"a": 1}', b'{"b": 2}', b'{"c": 3}']
 
 
 def test_a_result_line_that_is_not_json_is_an_upstream_error(fake, deadline):

@@ -29,6 +29,18 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def terminate(process: subprocess.Popen, timeout: float) -> int:
+    """SIGTERM, a graceful stop within `timeout`, else SIGKILL; the exit code."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+    return process.returncode
+
+
 @dataclass
 class GatewayProcess:
     process: subprocess.Popen
@@ -51,13 +63,7 @@ class GatewayProcess:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def stop(self, timeout: float = 20.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        terminate(self.process, timeout)
         if self.drop_database:
             _drop_postgres_database(self.admin_database_url, self.drop_database)
             self.drop_database = None
@@ -147,14 +153,7 @@ class WorkerProcess:
         self.process.wait(timeout=10)
 
     def stop(self, timeout: float = 30.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
-        return self.process.returncode
+        return terminate(self.process, timeout)
 
 
 def start_batch_worker(gateway: GatewayProcess, *, env: dict | None = None, threads: int = 2,
