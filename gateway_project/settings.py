@@ -4,8 +4,9 @@ Variables: DATABASE_URL, REDIS_URL, SECRET_KEY, DEBUG, GATEWAY_MASTER_KEY, GATEW
 GATEWAY_STATE_DIR, GATEWAY_MAX_BODY_MB, GATEWAY_ALLOWED_HOSTS, GATEWAY_KEY_CACHE_SECONDS,
 GATEWAY_KEY_MAINTENANCE_SECONDS, GATEWAY_FILE_STORAGE, GATEWAY_MAX_FILE_MB,
 GATEWAY_FILE_MAINTENANCE_SECONDS, GATEWAY_BATCH_LEASE_SECONDS, GATEWAY_BATCH_POLL_SECONDS,
-GATEWAY_BATCH_POLL_MAX_SECONDS, GATEWAY_BATCH_CONCURRENCY, GATEWAY_BATCH_SWEEP_SECONDS (and
-GATEWAY_LOG_FLUSH_SECONDS, read by the gunicorn config). See the README.
+GATEWAY_BATCH_POLL_MAX_SECONDS, GATEWAY_BATCH_CONCURRENCY, GATEWAY_BATCH_SWEEP_SECONDS,
+GATEWAY_METRICS_PUBLIC, GATEWAY_LOG_FORMAT, GATEWAY_LOG_RETENTION_DAYS, GATEWAY_MINUTE_ROLLUP_RETENTION_HOURS
+(and GATEWAY_LOG_FLUSH_SECONDS, read by the gunicorn config). See the README.
 """
 from __future__ import annotations
 
@@ -243,6 +244,17 @@ GATEWAY_REGISTRY_CHECK_SECONDS = float(os.environ.get("GATEWAY_REGISTRY_CHECK_SE
 GATEWAY_KEY_CACHE_SECONDS = float(os.environ.get("GATEWAY_KEY_CACHE_SECONDS", "15"))
 # How often keys' last-use times are written, in one batch (0 turns the writer off).
 GATEWAY_KEY_MAINTENANCE_SECONDS = float(os.environ.get("GATEWAY_KEY_MAINTENANCE_SECONDS", "5"))
+
+# Operator experience (issue: dashboard, metrics, logs). `GET /metrics` asks for the master key (or a
+# proxy_admin key) unless this is set: then Prometheus may scrape it without one.
+GATEWAY_METRICS_PUBLIC = os.environ.get("GATEWAY_METRICS_PUBLIC", "").lower() in ("1", "true", "yes")
+# Log lines as one JSON object each (`json`, the default: what log pipelines read) or as plain text (`plain`).
+GATEWAY_LOG_FORMAT = os.environ.get("GATEWAY_LOG_FORMAT", "json").strip().lower()
+# Raw request logs older than this many days are pruned (`manage.py prune_request_logs`, and hourly by the
+# batch worker); 0 keeps them forever. Daily and hourly aggregates are never pruned.
+GATEWAY_LOG_RETENTION_DAYS = int(os.environ.get("GATEWAY_LOG_RETENTION_DAYS", "0"))
+# Minute rollups (the dashboard's last-hour charts) are kept this many hours.
+GATEWAY_MINUTE_ROLLUP_RETENTION_HOURS = int(os.environ.get("GATEWAY_MINUTE_ROLLUP_RETENTION_HOURS", "48"))
 
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
 LOGGING = {

@@ -13,3 +13,10 @@ class RequestStatus(models.TextChoices):
     OK = "ok", "Succeeded"
     ERROR = "error", "Failed"
     CLIENT_DISCONNECTED = "client_disconnected", "Client hung up"
+
+
+class RollupSpan(models.TextChoices):
+    """How long one row of a usage or deployment rollup covers (a day is `DailySpend`)."""
+
+    MINUTE = "minute", "One minute"
+    HOUR = "hour", "One hour"

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from keys.choices import KeyRole, RequestStatus
+from keys.choices import KeyRole, RequestStatus, RollupSpan
 
 
 class Team(models.Model):
@@ -62,6 +62,8 @@ class VirtualKey(models.Model):
     expires = models.DateTimeField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     blocked = models.BooleanField(default=False)
+    log_prompts = models.BooleanField(default=False, help_text="Write this key's prompts and answers into the "
+                                                                "request log lines (off: never logged).")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
@@ -135,3 +137,69 @@ class DailySpend(models.Model):
 
     def __str__(self) -> str:
         return f"{self.date} {self.key_id or '-'} {self.model_group}"
+
+
+class UsageRollup(models.Model):
+    """Requests, tokens and cost per minute or hour, key, team and model group: the dashboard's time series.
+
+    Written by the same flush as the request logs (an incrementing upsert, like `DailySpend`), so a
+    chart over the last hour or day reads at most a few thousand rows, never the log table. Minute rows
+    are kept for two days; hour rows stay, like the daily ones, when raw logs are pruned.
+    """
+
+    span = models.CharField(max_length=8, choices=RollupSpan.choices)
+    start = models.DateTimeField(help_text="The minute or hour this row covers, from its first instant (UTC).")
+    key_id = models.CharField(max_length=64, blank=True, default="")
+    team_id = models.CharField(max_length=64, blank=True, default="")
+    model_group = models.CharField(max_length=255)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    prompt_tokens = models.PositiveBigIntegerField(default=0)
+    completion_tokens = models.PositiveBigIntegerField(default=0)
+    cost = models.FloatField(default=0.0)
+
+    class Meta:
+        ordering = ["-start", "key_id", "model_group"]
+        constraints = [models.UniqueConstraint(fields=["span", "start", "key_id", "team_id", "model_group"],
+                                               name="usage_rollup_one_row_per_scope")]
+
+    def __str__(self) -> str:
+        return f"{self.span} {self.start:%Y-%m-%d %H:%M} {self.key_id or '-'} {self.model_group}"
+
+
+class DeploymentRollup(models.Model):
+    """Requests, errors and latency per minute or hour and deployment: error rates and p50/p95 per deployment.
+
+    Latency is kept as a histogram with fixed bounds (`keys.latency`), one count column per bucket,
+    so rows sum in SQL and percentiles are read back from the sums.
+    """
+
+    span = models.CharField(max_length=8, choices=RollupSpan.choices)
+    start = models.DateTimeField(help_text="The minute or hour this row covers, from its first instant (UTC).")
+    deployment_id = models.CharField(max_length=64)
+    model_group = models.CharField(max_length=255)
+    requests = models.PositiveIntegerField(default=0)
+    errors = models.PositiveIntegerField(default=0)
+    latency_ms_total = models.FloatField(default=0.0, help_text="Sum of the requests' latencies (for the mean).")
+    latency_le_5 = models.PositiveIntegerField(default=0)
+    latency_le_10 = models.PositiveIntegerField(default=0)
+    latency_le_25 = models.PositiveIntegerField(default=0)
+    latency_le_50 = models.PositiveIntegerField(default=0)
+    latency_le_100 = models.PositiveIntegerField(default=0)
+    latency_le_250 = models.PositiveIntegerField(default=0)
+    latency_le_500 = models.PositiveIntegerField(default=0)
+    latency_le_1000 = models.PositiveIntegerField(default=0)
+    latency_le_2500 = models.PositiveIntegerField(default=0)
+    latency_le_5000 = models.PositiveIntegerField(default=0)
+    latency_le_10000 = models.PositiveIntegerField(default=0)
+    latency_le_30000 = models.PositiveIntegerField(default=0)
+    latency_le_60000 = models.PositiveIntegerField(default=0)
+    latency_le_inf = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-start", "deployment_id"]
+        constraints = [models.UniqueConstraint(fields=["span", "start", "deployment_id", "model_group"],
+                                               name="deployment_rollup_one_row_per_scope")]
+
+    def __str__(self) -> str:
+        return f"{self.span} {self.start:%Y-%m-%d %H:%M} {self.deployment_id}"

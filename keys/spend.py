@@ -5,7 +5,7 @@ One transaction per batch: the rows, one `UPDATE ... SET spend = spend + x` per 
 that spent something, and one upsert per (day, key, team, model group). The upsert increments in
 the database (`ON CONFLICT ... DO UPDATE SET requests = requests + excluded.requests`), so several
 workers and instances flushing at once never lose each other's counts; SQLite (3.24+) and
-PostgreSQL share the syntax.
+PostgreSQL share the syntax. The same flush adds to the minute and hour rollups (`keys.rollups`).
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models import F
 
 from keys.models import DailySpend, RequestLog, Team, VirtualKey
+from keys.rollups import increment_upsert, rollups_write
 from keys.usage import UsageRecord
 
 SMALL_INTEGER_MAX = 32767
@@ -42,6 +43,7 @@ def usage_records_write(*, records: Sequence[UsageRecord]) -> None:
         _spend_add(VirtualKey, _totals_by(records, "key_id"))
         _spend_add(Team, _totals_by(records, "team_id"))
         _daily_spend_upsert(records)
+        rollups_write(records, cut=_cut)
 
 
 # The columns a log row is written with, in order (the id is the database's).
@@ -138,22 +140,9 @@ def _daily_spend_upsert(records: Iterable[UsageRecord]) -> None:
         entry.prompt_tokens += record.prompt_tokens
         entry.completion_tokens += record.completion_tokens
         entry.cost += record.cost
-    if not totals:
-        return
-    quote = connection.ops.quote_name
-    table = quote(DailySpend._meta.db_table)
-    scope_columns = [quote(DailySpend._meta.get_field(name).column)
-                     for name in ("date", "key_id", "team_id", "model_group")]
-    added_columns = [quote(DailySpend._meta.get_field(name).column)
-                     for name in ("requests", "errors", "prompt_tokens", "completion_tokens", "cost")]
-    columns = scope_columns + added_columns
-    increments = ", ".join(f"{column} = {table}.{column} + excluded.{column}" for column in added_columns)
-    statement = (
-        f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join(['%s'] * len(columns))}) "  # noqa: S608
-        f"ON CONFLICT ({', '.join(scope_columns)}) DO UPDATE SET {increments}"
-    )
     adapt_date = connection.ops.adapt_datefield_value
-    rows = [(adapt_date(scope[0]), *scope[1:], entry.requests, entry.errors, entry.prompt_tokens,
-             entry.completion_tokens, entry.cost) for scope, entry in sorted(totals.items())]
-    with connection.cursor() as cursor:
-        cursor.executemany(statement, rows)
+    increment_upsert(
+        DailySpend, scope=("date", "key_id", "team_id", "model_group"),
+        added=("requests", "errors", "prompt_tokens", "completion_tokens", "cost"),
+        rows=[(adapt_date(scope[0]), *scope[1:], entry.requests, entry.errors, entry.prompt_tokens,
+               entry.completion_tokens, entry.cost) for scope, entry in sorted(totals.items())])

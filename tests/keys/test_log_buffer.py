@@ -84,8 +84,9 @@ def test_spend_accumulates_on_keys_and_teams_one_update_each_per_flush(django_as
     log_buffer.usage_record_enqueue(record(key_id="key-b", cost=2.0))
     log_buffer.usage_record_enqueue(record(key_id="key-b", cost=0.0, status=RequestStatus.ERROR, status_code=429))
 
-    # savepoint + insert + 2 key updates + 1 team update + 1 daily upsert + release: never one per request.
-    with django_assert_max_num_queries(7):
+    # savepoint + insert + 2 key updates + 1 team update + 1 daily upsert + 1 usage rollup upsert + 1 deployment
+    # rollup upsert + release: never one per request.
+    with django_assert_max_num_queries(9):
         assert log_buffer.usage_flush() == 5
 
     assert VirtualKey.objects.get(id="key-a").spend == 1.875
