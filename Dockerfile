@@ -1,5 +1,11 @@
 # Gatehouse gateway image: `docker run -p 4000:4000 -v $PWD/config.yaml:/app/config.yaml gatehouse`
+# The same image runs every role of deploy/compose.yaml: `serve` (the entrypoint), and with the entrypoint
+# `python manage.py`, `migrate` and `batch_worker`.
 FROM python:3.11-slim
+
+# Optional extra packages, e.g. a file-storage backend for GATEWAY_FILE_STORAGE on separate machines:
+# `docker build --build-arg EXTRA_PIP_PACKAGES="django-storages[s3]==1.14.6" -t gatehouse .`
+ARG EXTRA_PIP_PACKAGES=""
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -10,7 +16,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY requirements.txt ./
-RUN pip install --no-cache-dir -r requirements.txt
+RUN pip install --no-cache-dir -r requirements.txt \
+    && if [ -n "$EXTRA_PIP_PACKAGES" ]; then pip install --no-cache-dir $EXTRA_PIP_PACKAGES; fi
 
 COPY . .
 RUN groupadd --system gatehouse && useradd --system --gid gatehouse --home /app gatehouse \

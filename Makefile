@@ -9,7 +9,7 @@ PORT ?= 4000
 WORKERS ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: run test lint bench clean
+.PHONY: run test browser-setup lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,8 +26,13 @@ $(VENV)/.dev-installed: requirements.txt requirements-dev.txt | $(BIN)/python
 run: $(VENV)/.runtime-installed
 	$(BIN)/python manage.py serve --config $(CONFIG) --host $(HOST) --port $(PORT) --workers $(WORKERS)
 
-test: $(VENV)/.dev-installed
+test: $(VENV)/.dev-installed browser-setup
 	SECRET_KEY=$${SECRET_KEY:-gatehouse-test-secret} $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Debian's chromium for tests/browser (installed as root when missing; never Playwright's download). Without it
+# the rest of the suite still runs and the browser tests fail, saying how to install it.
+browser-setup:
+	@scripts/browser-setup || echo "browser-setup: chromium is missing: the browser tests (tests/browser) will fail"
 
 # BENCH_ARGS: e.g. --quick (a ~2 min smoke run), --profile (py-spy, installed on demand), --scenarios ab
 bench: $(VENV)/.dev-installed

@@ -17,6 +17,7 @@ import orjson
 from django.db.models import F
 
 from batches.leases import lease_locked
+from batches.metrics import batch_lines_count
 from batches.models import Batch, BatchLineResult, BatchPart
 from keys.choices import RequestStatus
 from keys.selectors import virtual_key_find
@@ -120,6 +121,7 @@ def line_results_write(*, part: BatchPart, owner: str, outcomes: Sequence[LineOu
             completed=F("completed") + succeeded, failed=F("failed") + failed,
             prompt_tokens=F("prompt_tokens") + totals["prompt_tokens"],
             completion_tokens=F("completion_tokens") + totals["completion_tokens"], cost=F("cost") + totals["cost"])
+        batch_lines_count(model_group=part.model_group, completed=succeeded, failed=failed)  # once committed
         return len(new)
 
 

@@ -4,8 +4,9 @@
 django-tasks-db's `Worker`, each claiming one task at a time from the `batches` and `default` queues
 (SKIP LOCKED on PostgreSQL, so any number of processes on any number of machines share the work;
 SQLite's exclusive transactions with one process), and runs `recovery.sweep` every
-`GATEWAY_BATCH_SWEEP_SECONDS` in the main thread. The process is not gevent-patched: a gateway part
-runs its lines in threads of its own (`batches.gateway_engine`).
+`GATEWAY_BATCH_SWEEP_SECONDS` in the main thread; the same sweep prunes old request logs and minute
+rollups at start and then hourly (`keys.retention.RetentionSchedule`). The process is not
+gevent-patched: a gateway part runs its lines in threads of its own (`batches.gateway_engine`).
 
 The gateway config (router settings, drop_params) is read the way the web workers read it, from the
 file `GATEWAY_CONFIG` names (`serve` sets it for the worker it starts), once, at start: a broken
@@ -31,6 +32,7 @@ from django_tasks_db.management.commands.db_worker import Worker
 from batches import recovery
 from batches.gateway_engine import STOPPING
 from batches.tasks import BATCH_QUEUE
+from keys.retention import RetentionSchedule
 from models_registry.runtime import gateway_config
 
 logger = logging.getLogger("gatehouse.batches")
@@ -74,6 +76,8 @@ class BatchWorker:
                              excluded_queue_names=[])
                       for index in range(self.threads)]
         self.loop_threads: list[threading.Thread] = []
+        # Old request logs and minute rollups, pruned by the sweep at most hourly (keys/retention.py).
+        self.retention = RetentionSchedule()
 
     def install_signals(self) -> None:
         """SIGTERM / SIGINT stop the worker gracefully (the main thread only may install handlers)."""
@@ -130,6 +134,8 @@ class BatchWorker:
             recovery.sweep()
         except Exception:
             logger.exception("batch recovery sweep failed")
+        try:
+            self.retention.run_if_due()  # logs its own failures and retries a minute later
         finally:
             _close_connections()
 

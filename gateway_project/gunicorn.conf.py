@@ -5,8 +5,10 @@ from gevent import monkey
 monkey.patch_all()
 
 import os  # noqa: E402
+import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 bind = os.environ.get("GATEWAY_BIND", "127.0.0.1:4000")
@@ -27,12 +29,43 @@ accesslog = None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 proc_name = "gatehouse"
+# gunicorn's own lines (its error log) in GATEWAY_LOG_FORMAT, like the gateway's (docs/logging.md).
+logger_class = "gateway_project.log_format.GunicornLogger"
 # Gatehouse is reached directly or behind a proxy that sets these; trust only loopback by default.
 forwarded_allow_ips = os.environ.get("GATEWAY_FORWARDED_ALLOW_IPS", "127.0.0.1")
 # Several gateways may run on one machine (tests, multi-instance setups): no shared control socket.
 control_socket_disable = True
 # Request logs and spend are buffered in each worker and written in bulk this often (seconds).
 log_flush_seconds = float(os.environ.get("GATEWAY_LOG_FLUSH_SECONDS", "1"))
+
+# Prometheus multiprocess mode (docs/metrics.md): every process of this gateway (web workers, the embedded
+# batch worker) writes its metrics to files in one directory that any worker's `GET /metrics` adds up. It
+# must be in the environment before a worker imports prometheus_client, and start empty: files left by an
+# earlier run would be added to this one's. An operator's PROMETHEUS_MULTIPROC_DIR is emptied of its
+# metrics files and used; otherwise a new private directory is made, and removed when the gateway stops.
+METRICS_DIRECTORY_MARKER = "GATEWAY_METRICS_DIRECTORY"  # "<master pid> private|given": who prepared it, how
+
+
+def _metrics_directory() -> tuple[str, bool]:
+    """(the directory, whether this gateway made it and removes it at exit)."""
+    configured = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
+    marker = os.environ.get(METRICS_DIRECTORY_MARKER, "")
+    prepared_by, _, kind = marker.partition(" ")
+    if configured and prepared_by == str(os.getpid()):
+        return configured, kind == "private"  # this master reloading its config (SIGHUP): keep the counts
+    if configured and not marker:
+        directory = Path(configured)
+        directory.mkdir(parents=True, exist_ok=True)
+        for stale in directory.glob("*.db"):
+            stale.unlink(missing_ok=True)
+        return str(directory), False
+    # None configured, or one inherited from another gateway's environment: never share its files.
+    return tempfile.mkdtemp(prefix="gatehouse-metrics-"), True
+
+
+metrics_directory, _metrics_directory_owned = _metrics_directory()
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_directory
+os.environ[METRICS_DIRECTORY_MARKER] = f"{os.getpid()} {'private' if _metrics_directory_owned else 'given'}"
 
 
 def post_worker_init(worker):
@@ -46,6 +79,14 @@ def post_worker_init(worker):
     maintenance_start()  # keys' last use and budget resets, written in the background (keys/maintenance.py)
     files_maintenance_start()  # provider copies left to delete, expired files (files_registry/maintenance.py)
     background_health_checks_start()  # when the config asks for them (models_registry/health.py)
+
+
+def child_exit(server, worker):
+    """In the master, for every worker that exited: its live gauges (in-flight calls, log buffer rows) stop
+    counting; its counters and histograms stay in the sum, so totals never go backwards."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, path=metrics_directory)
 
 
 def worker_exit(server, worker):
@@ -93,3 +134,5 @@ def on_exit(server):
     for process in _batch_worker:
         process_stop(process, grace_seconds=graceful_timeout)
     _batch_worker.clear()
+    if _metrics_directory_owned:
+        shutil.rmtree(metrics_directory, ignore_errors=True)

@@ -256,12 +256,25 @@ GATEWAY_LOG_RETENTION_DAYS = int(os.environ.get("GATEWAY_LOG_RETENTION_DAYS", "0
 # Minute rollups (the dashboard's last-hour charts) are kept this many hours.
 GATEWAY_MINUTE_ROLLUP_RETENTION_HOURS = int(os.environ.get("GATEWAY_MINUTE_ROLLUP_RETENTION_HOURS", "48"))
 
+if GATEWAY_LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"GATEWAY_LOG_FORMAT must be 'json' or 'plain', not {GATEWAY_LOG_FORMAT!r}.")
+
 LOG_LEVEL = os.environ.get("LOG_LEVEL", "INFO").upper()
+# Every line goes through one handler (stderr) in the chosen format: the gateway's loggers, Django's own
+# (`django.request`, `django.server`, which Django would otherwise print its own way) and, under `serve`,
+# gunicorn's error log (gunicorn.conf.py names `gateway_project.log_format.GunicornLogger`). See docs/logging.md.
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "formatters": {
+        "json": {"()": "gateway_project.log_format.JsonFormatter"},
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": GATEWAY_LOG_FORMAT}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.request": {"level": "ERROR"}},
+    "loggers": {
+        "django": {"handlers": [], "propagate": True},
+        "django.request": {"level": "ERROR"},
+        "django.server": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    },
 }

@@ -5,6 +5,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, Spec
 # The proxied API comes first: its routes are the hot path, resolved on every request.
 urlpatterns = [
     path("", include("proxy_api.urls")),
+    # The operator dashboard's JSON (staff only), ahead of the admin's own catch-all routes.
+    path("admin/dashboard/", include("gateway_project.dashboard")),
     path("admin/", admin.site.urls),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),

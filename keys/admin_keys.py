@@ -36,7 +36,7 @@ KEY_API_NAMES = {"key_alias": "key_alias", "team": "team_id", "user_id": "user_i
                  "allowed_models": "models", "aliases": "aliases", "max_budget": "max_budget",
                  "budget_duration": "budget_duration", "rpm_limit": "rpm_limit", "tpm_limit": "tpm_limit",
                  "max_parallel_requests": "max_parallel_requests", "expires": "expires", "metadata": "metadata",
-                 "blocked": "blocked"}
+                 "blocked": "blocked", "log_prompts": "log_prompts"}
 TEAM_API_NAMES = {"team_alias": "team_alias", "allowed_models": "models", "max_budget": "max_budget",
                   "budget_duration": "budget_duration", "rpm_limit": "rpm_limit", "tpm_limit": "tpm_limit",
                   "max_parallel_requests": "max_parallel_requests", "metadata": "metadata", "blocked": "blocked"}
@@ -164,7 +164,8 @@ class VirtualKeyForm(forms.ModelForm):
         model = VirtualKey
         fields = ("key_alias", "team", "user_id", "role", "allowed_models", "aliases", "max_budget",
                   "budget_duration", "rpm_limit", "tpm_limit", "max_parallel_requests", "expires", "metadata",
-                  "blocked")
+                  "blocked", "log_prompts")
+        labels = {"log_prompts": "Log prompts and answers"}
 
     def clean_budget_duration(self) -> str:
         return _clean_duration(self.cleaned_data.get("budget_duration"))
@@ -201,7 +202,7 @@ class VirtualKeyAdmin(admin.ModelAdmin):
     change_form_template = "admin/keys/virtualkey/change_form.html"
     list_display = ("label_column", "key_name", "team", "user_id", "role", "spend_column", "budget_left_column",
                     "last_used_at", "blocked", "expires", "created_at")
-    list_filter = ("blocked", "role", "team")
+    list_filter = ("blocked", "role", "log_prompts", "team")
     list_select_related = ("team",)
     search_fields = ("key_alias", "key_name", "id", "user_id", "team__team_alias")
     readonly_fields = ("id", "key_name", "spend", "budget_reset_at", "last_used_at", "created_at", "updated_at")

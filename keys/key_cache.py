@@ -69,7 +69,7 @@ def key_view_from_row(row: VirtualKey, *, via_previous_secret: bool = False) -> 
         aliases={str(name): str(target) for name, target in (row.aliases or {}).items()},
         scopes=tuple(scopes), expires=row.expires, blocked=row.blocked,
         team_blocked=bool(team is not None and team.blocked),
-        valid_until=row.previous_valid_until if via_previous_secret else None,
+        valid_until=row.previous_valid_until if via_previous_secret else None, log_prompts=row.log_prompts,
     )
 
 

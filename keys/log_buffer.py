@@ -18,6 +18,11 @@ already and are written in place.
 
 The flusher is started by the server (`gunicorn.conf.py`'s `post_worker_init`), not on import: a
 process that never serves requests (a management command, a test run) never writes in the background.
+
+Metrics (`keys.metrics`) are observed from the same records: each one also goes into a second queue,
+`unobserved`, which every tick of the flusher drains into the metrics before it writes to the database.
+The two queues are independent, so rows re-queued during a database outage are never counted twice,
+and the metrics keep ticking at the normal interval while the writes wait out their retry pause.
 """
 from __future__ import annotations
 
@@ -32,6 +37,7 @@ import gevent
 from django.db import DatabaseError, InterfaceError, InternalError, OperationalError, ProgrammingError, connection
 from gevent import monkey
 
+from keys.metrics import buffer_gauges_publish, usage_records_observe
 from keys.spend import usage_records_write
 from keys.usage import UsageRecord
 
@@ -51,6 +57,8 @@ RETRYABLE_ERRORS = (OperationalError, InterfaceError, ProgrammingError, Internal
 class _Buffer:
     def __init__(self) -> None:
         self.pending: deque[UsageRecord] = deque()
+        # Records not yet counted in the metrics; bounded like `pending` (the oldest go first).
+        self.unobserved: deque[UsageRecord] = deque(maxlen=MAX_PENDING_ROWS)
         self.dropped = 0
         self.pid = os.getpid()
         self.wake = threading.Event()
@@ -65,9 +73,10 @@ _buffer = _Buffer()
 
 
 def usage_record_enqueue(record: UsageRecord) -> None:
-    """Queue a finished request for the next flush (the only call on the request path)."""
+    """Queue a finished request for the next flush and the metrics (the only call on the request path)."""
     pending = _buffer.pending
     pending.append(record)
+    _buffer.unobserved.append(record)
     size = len(pending)
     if size > MAX_PENDING_ROWS:
         _drop_oldest(size - MAX_PENDING_ROWS)
@@ -97,8 +106,30 @@ def pending_records() -> list[UsageRecord]:
 
 
 def pending_discard() -> None:
-    """Forget everything pending (tests start from an empty buffer)."""
+    """Forget everything pending, metrics included (tests start from an empty buffer)."""
     _buffer.pending.clear()
+    _buffer.unobserved.clear()
+
+
+def metrics_observe_pending() -> int:
+    """Count what was queued since the last tick in the metrics and publish this process's gauges (the
+    in-flight calls, the rows waiting for the database); returns the records observed. Never raises:
+    metrics must not stop the flusher. Safe to run from two places at once (each record is taken once).
+    """
+    unobserved = _buffer.unobserved
+    records = []
+    while True:
+        try:
+            records.append(unobserved.popleft())
+        except IndexError:
+            break
+    try:
+        observed = usage_records_observe(records)
+        buffer_gauges_publish(buffer_rows=len(_buffer.pending), dropped_total=_buffer.dropped)
+    except Exception:
+        logger.exception("metrics: %d finished requests could not be observed", len(records))
+        return 0
+    return observed
 
 
 def usage_flush() -> int:
@@ -207,6 +238,7 @@ def flusher_stop(*, timeout: float = 10.0) -> int:
     if _buffer.exit_hook_registered:
         atexit.unregister(flusher_stop)
         _buffer.exit_hook_registered = False
+    metrics_observe_pending()  # before the last write, which may fail: the metrics files outlive the worker
     written = 0
     for attempt in range(1, SHUTDOWN_ATTEMPTS + 1):
         try:
@@ -225,25 +257,31 @@ def flusher_stop(*, timeout: float = 10.0) -> int:
 
 
 def _run() -> None:
-    pause = _buffer.interval
+    """Every `interval`: the metrics, then the database write, unless a failed write's retry pause is not over."""
     failures = 0
+    next_write = 0.0
     while not _buffer.stopping.is_set():
-        _buffer.wake.wait(pause)
+        _buffer.wake.wait(_buffer.interval)
         _buffer.wake.clear()
         if _buffer.stopping.is_set():
             break
+        metrics_observe_pending()
+        if time.monotonic() < next_write:
+            _release_connection()  # the metrics may have read the registry
+            continue
         try:
             usage_flush()
             failures = 0
-            pause = _buffer.interval
+            next_write = 0.0
         except DatabaseError:
             failures += 1
             pause = _retry_pause(failures)
+            next_write = time.monotonic() + pause
             logger.warning("request log flush failed; %d rows kept, retrying in %.0f s", len(_buffer.pending),
                            pause, exc_info=failures == 1)
         except Exception:
             failures += 1
-            pause = _retry_pause(failures)
+            next_write = time.monotonic() + _retry_pause(failures)
             logger.exception("request log flush failed unexpectedly; %d rows kept", len(_buffer.pending))
         finally:
             _release_connection()

@@ -40,6 +40,7 @@ def key_info(key: VirtualKey) -> dict:
         "expires": key.expires,
         "metadata": dict(key.metadata),
         "blocked": key.blocked,
+        "log_prompts": key.log_prompts,
         "created_at": key.created_at,
         "updated_at": key.updated_at,
         "last_used_at": key.last_used_at,

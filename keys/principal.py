@@ -62,6 +62,8 @@ class KeyView:
     team_blocked: bool = False
     # Set when this view was found by the digest of the secret before a regeneration: valid until then.
     valid_until: datetime | None = None
+    # The operator asked for this key's prompts and answers in its request log lines (off by default).
+    log_prompts: bool = False
 
     @property
     def label(self) -> str:

@@ -32,7 +32,7 @@ logger = logging.getLogger("gatehouse.keys")
 KEY_COLUMNS = {"key_alias": "key_alias", "models": "allowed_models", "aliases": "aliases",
                "max_budget": "max_budget", "rpm_limit": "rpm_limit", "tpm_limit": "tpm_limit",
                "max_parallel_requests": "max_parallel_requests", "metadata": "metadata", "blocked": "blocked",
-               "role": "role"}
+               "role": "role", "log_prompts": "log_prompts"}
 TEAM_COLUMNS = {"team_alias": "team_alias", "models": "allowed_models", "max_budget": "max_budget",
                 "rpm_limit": "rpm_limit", "tpm_limit": "tpm_limit",
                 "max_parallel_requests": "max_parallel_requests", "metadata": "metadata", "blocked": "blocked"}

@@ -15,11 +15,13 @@ import time
 from dataclasses import dataclass, field
 
 import orjson
+from django.conf import settings
 from django.http import HttpResponse
 
 from keys.budgets import spend_record
 from keys.choices import RequestStatus
 from keys.log_buffer import usage_record_enqueue
+from keys.metrics import in_flight_add, in_flight_discard
 from keys.principal import Caller
 from keys.usage import NO_USAGE, Usage, UsageRecord
 from models_registry.router import RouteOutcome
@@ -80,6 +82,7 @@ class ProxyCall:
     deployment: RoutableDeployment | None = None
     first_chunk_at: float | None = None
     finished: bool = False
+    answer: dict | None = None  # a plain call's parsed answer, for the log line of a key with log_prompts
 
     def tried(self, deployment: RoutableDeployment) -> None:
         """An attempt on `deployment` begins (the router may make several)."""
@@ -96,6 +99,7 @@ def prepared_call(call: ProxyCall | None, *, caller: Caller, operation: str, mod
     call.caller = caller
     call.model = model
     call.body = body
+    in_flight_add(call.request_id)  # until its finish_call (the in-flight gauge, keys/metrics.py)
     return call
 
 
@@ -105,12 +109,13 @@ def finish_call(call: ProxyCall, *, outcome: RouteOutcome | None = None, usage: 
     if call.finished:
         return
     call.finished = True
+    in_flight_discard(call.request_id)
     record = usage_record_for(call, outcome=outcome, usage=usage, cost=cost, status=status, status_code=status_code,
                               error_type=error_type)
     usage_record_enqueue(record)
     if call.caller is not None and cost > 0:
         spend_record(caller=call.caller, cost=cost)
-    _log_access(record)
+    _log_access(record, call)
 
 
 def finish_failed_call(call: ProxyCall, response: HttpResponse, error: Exception) -> None:
@@ -177,20 +182,101 @@ def end_user(body: dict | None) -> str:
     return user if isinstance(user, str) else ""
 
 
-def _log_access(record: UsageRecord) -> None:
-    """One line per proxied request, answered or not, with the caller's `metadata` (recorded, never forwarded)."""
+def _log_access(record: UsageRecord, call: ProxyCall | None = None) -> None:
+    """One line per proxied request, answered or not: the row's fields as structured `extra=` (the JSON line's
+    fields, docs/logging.md) and a readable message with the caller's `metadata` (recorded, never forwarded).
+
+    What the caller sent and got back is added only for a key whose operator turned `log_prompts` on; the
+    line never holds a key's secret, a provider's credentials or a request header.
+    """
     if not access_logger.isEnabledFor(logging.INFO):
         return
+    fields = {
+        "request_id": record.request_id, "key_id": record.key_id, "key_alias": record.key_alias,
+        "team_id": record.team_id, "user_id": record.user_id, "operation": record.operation,
+        "model_group": record.model_group, "deployment_id": record.deployment_id, "provider": record.provider,
+        "status": record.status, "status_code": record.status_code, "error_type": record.error_type,
+        "latency_ms": round(record.latency_ms, 1),
+        "time_to_first_token_ms": (round(record.time_to_first_token_ms, 1)
+                                   if record.time_to_first_token_ms is not None else None),
+        "prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
+        "total_tokens": record.total_tokens, "cost": record.cost, "attempts": record.attempts,
+        "fallbacks": record.fallbacks, "streamed": record.streamed, "metadata": record.metadata,
+    }
+    logged = prompt_fields(call) if call is not None and _logs_prompts(call) else None
+    suffix = ""
+    if logged:
+        fields.update(logged)
+        if settings.GATEWAY_LOG_FORMAT == "plain":  # a plain line has no fields: the text goes into it
+            suffix = " " + " ".join(f"{name}={orjson.dumps(value).decode()}" for name, value in logged.items())
     access_logger.info(
-        "request %s %s %s -> %s %s %d in %.1f ms tokens=%d/%d cost=%s key=%s metadata=%s", record.request_id,
+        "request %s %s %s -> %s %s %d in %.1f ms tokens=%d/%d cost=%s key=%s metadata=%s%s", record.request_id,
         record.operation, record.model_group or "-", record.deployment_id or "-", record.status,
         record.status_code, record.latency_ms, record.prompt_tokens, record.completion_tokens, record.cost,
-        record.key_id or "master", orjson.dumps(record.metadata).decode() if record.metadata else "-",
-        extra={"request_id": record.request_id, "operation": record.operation, "model_group": record.model_group,
-               "deployment_id": record.deployment_id, "attempts": record.attempts, "fallbacks": record.fallbacks,
-               "streamed": record.streamed, "status": record.status, "status_code": record.status_code,
-               "error_type": record.error_type, "prompt_tokens": record.prompt_tokens,
-               "completion_tokens": record.completion_tokens, "cost": record.cost, "key_id": record.key_id,
-               "team_id": record.team_id, "latency_ms": record.latency_ms,
-               "time_to_first_token_ms": record.time_to_first_token_ms, "metadata": record.metadata},
+        record.key_id or _keyless_label(call), orjson.dumps(record.metadata).decode() if record.metadata else "-",
+        suffix,
+        extra=fields,
     )
+
+
+def _keyless_label(call: ProxyCall | None) -> str:
+    """How the message names a call without a virtual key: the master key's, or refused before any key was known."""
+    return "-" if call is not None and call.caller is None else "master"
+
+
+# Where each operation's request holds what the caller asked: logged as `prompt` (and Anthropic's `system`).
+PROMPT_FIELDS = {"chat": "messages", "completions": "prompt", "embeddings": "input", "moderations": "input",
+                 "messages": "messages", "count_tokens": "messages"}
+
+
+def _logs_prompts(call: ProxyCall) -> bool:
+    key = call.caller.key if call.caller is not None else None
+    return key is not None and key.log_prompts and call.body is not None
+
+
+def prompt_fields(call: ProxyCall) -> dict:
+    """The request's prompt as the client sent it and, for a plain answer, the answer's text: what a key with
+    `log_prompts` adds to its lines. References into the parsed body, never a copy or a second parse.
+
+    A stream's text is not collected (it would mean buffering every chunk of every stream of the key):
+    its line has the prompt only.
+    """
+    body = call.body or {}
+    logged: dict = {}
+    name = PROMPT_FIELDS.get(call.operation)
+    if name is not None and name in body:
+        logged["prompt"] = body[name]
+    if call.operation in ("messages", "count_tokens") and "system" in body:
+        logged["system"] = body["system"]
+    answer = answer_text(call.operation, call.answer)
+    if answer is not None:
+        logged["response"] = answer
+    return logged
+
+
+def answer_text(operation: str, answer: object) -> object:
+    """What a plain answer said: a chat choice's message content (with its tool calls when it made some), a
+    completion choice's text, an Anthropic message's content blocks; a list when there are several choices.
+    Embeddings and moderations answer with numbers, not text: None."""
+    if not isinstance(answer, dict):
+        return None
+    if operation == "messages":
+        return answer.get("content")
+    if operation not in ("chat", "completions"):
+        return None
+    choices = [choice for choice in answer.get("choices") or () if isinstance(choice, dict)]
+    if operation == "chat":
+        texts = [_message_text(choice.get("message")) for choice in choices]
+    else:
+        texts = [choice.get("text") for choice in choices]
+    if not texts:
+        return None
+    return texts[0] if len(texts) == 1 else texts
+
+
+def _message_text(message: object) -> object:
+    if not isinstance(message, dict):
+        return None
+    if message.get("tool_calls"):
+        return {"content": message.get("content"), "tool_calls": message["tool_calls"]}
+    return message.get("content")

@@ -348,7 +348,7 @@ def add_components(result: dict, generator, request, public) -> dict:
 
 
 # Routes served under a second name only for client compatibility; documented once, under the first.
-ALIAS_PATHS = frozenset({"/health/liveness"})
+ALIAS_PATHS = frozenset({"/health/liveness", "/metrics/"})
 
 
 def drop_route_aliases(endpoints: list) -> list:

@@ -41,6 +41,8 @@ KEY_FIELDS = {
     "user_id": NULLABLE_STRING,
     "role": {"type": "string", "enum": ["internal_user", "proxy_admin"],
              "description": "`proxy_admin` keys may call the management API."},
+    "log_prompts": {"type": "boolean", "description": "Write this key's prompts and answers into its request log "
+                                                      "lines (default false: never logged). See docs/logging.md."},
 }
 KEY_REFERENCE = {"type": "string", "description": "The key's plaintext (`sk-...`) or its `token`."}
 KEY_INFO = {
@@ -64,6 +66,7 @@ KEY_INFO = {
         "expires": DATE_TIME,
         "metadata": {"type": "object", "additionalProperties": True},
         "blocked": {"type": "boolean"},
+        "log_prompts": {"type": "boolean", "description": "Prompts and answers are written into request log lines."},
         "created_at": {"type": "string", "format": "date-time"},
         "updated_at": {"type": "string", "format": "date-time"},
         "last_used_at": DATE_TIME,

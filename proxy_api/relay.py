@@ -128,6 +128,7 @@ def answer_call(*, caller: Caller, operation: str, model: str, body: dict, optio
     cost = outcome.deployment.prices.cost(usage.prompt_tokens, usage.completion_tokens)
     admission.release(total_tokens=usage.total_tokens)
     outcome.finish(total_tokens=usage.total_tokens)
+    call.answer = reply.parsed
     finish_call(call, outcome=outcome, usage=usage, cost=cost)
     headers = route_headers(call.request_id, outcome)
     headers.update(admission_headers(admission))

@@ -80,6 +80,14 @@ urlpatterns += [
     path("spend/logs", SpendLogsView.as_view(), name="spend-logs"),
 ]
 
+# -- Prometheus metrics (`/metrics/` too: scrape configs are written both ways) --
+from proxy_api.views.metrics import MetricsSlashView, MetricsView  # noqa: E402
+
+urlpatterns += [
+    path("metrics", MetricsView.as_view(), name="metrics"),
+    path("metrics/", MetricsSlashView.as_view(), name="metrics-slash"),
+]
+
 urlpatterns += [
     path("health/liveliness", LivenessView.as_view(), name="health-liveliness"),
     path("health/liveness", LivenessView.as_view(), name="health-liveness"),

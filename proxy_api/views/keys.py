@@ -6,7 +6,7 @@ from django.http import HttpRequest, HttpResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 
 from keys.durations import duration_or_error
-from keys.fields import custom_plaintext, identifier_list, key_fields
+from keys.fields import KeyFields, custom_plaintext, flag, identifier_list, key_fields
 from keys.models import VirtualKey
 from keys.presenters import key_info, key_issued
 from keys.selectors import virtual_key_find, virtual_key_get, virtual_key_list, virtual_key_list_by_alias
@@ -35,6 +35,14 @@ def _admin_body(request: HttpRequest, route: str) -> dict:
     return read_json_object(request)
 
 
+def _key_fields(body: dict, *, update: bool = False) -> KeyFields:
+    """The key fields the request names, with `log_prompts` (true or false; `null` means not given)."""
+    fields = key_fields(body, update=update)
+    if body.get("log_prompts") is not None:
+        fields["log_prompts"] = flag(body["log_prompts"], "log_prompts")
+    return fields
+
+
 def _key_named(body: dict, param: str = "key") -> VirtualKey:
     value = body.get(param)
     if not isinstance(value, str) or not value:
@@ -59,7 +67,7 @@ class KeyGenerateView(GatewayView):
                    responses={200: openapi.ref("KeyGenerateResponse"), **ERRORS_MANAGEMENT})
     def post(self, request) -> HttpResponse:
         body = _admin_body(request, "/key/generate")
-        fields = key_fields(body)
+        fields = _key_fields(body)
         plaintext = custom_plaintext(body["key"]) if body.get("key") is not None else None
         issued = virtual_key_generate(fields=fields, plaintext=plaintext)
         return json_response(key_issued(issued.key, issued.plaintext))
@@ -94,7 +102,7 @@ class KeyUpdateView(GatewayView):
     def post(self, request) -> HttpResponse:
         body = _admin_body(request, "/key/update")
         key = _key_named(body)
-        updated = virtual_key_update(key=key, fields=key_fields(body, update=True))
+        updated = virtual_key_update(key=key, fields=_key_fields(body, update=True))
         return json_response({**key_info(updated), "key": updated.id})
 
 
@@ -166,7 +174,7 @@ def _positive_int(value: str | None, param: str, *, default: int) -> int:
 
 def _regenerate(body: dict, key: VirtualKey) -> HttpResponse:
     new_key = custom_plaintext(body["new_key"], "new_key") if body.get("new_key") is not None else None
-    issued = virtual_key_regenerate(key=key, fields=key_fields(body), plaintext=new_key,
+    issued = virtual_key_regenerate(key=key, fields=_key_fields(body), plaintext=new_key,
                                     grace_seconds=_grace_seconds(body))
     return json_response(key_issued(issued.key, issued.plaintext))
 

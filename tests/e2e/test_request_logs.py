@@ -3,17 +3,15 @@ written in the background while it runs, and every pending row is written on a g
 from __future__ import annotations
 
 import signal
-import sqlite3
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from urllib.parse import unquote, urlsplit
 
 import pytest
 import requests
 from openai import OpenAI
 
 from tests.support.polling import wait_until
-from tests.support.server import MASTER_KEY, GatewayProcess, start_gateway
+from tests.support.server import MASTER_KEY, GatewayProcess, gateway_database_execute, start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -61,21 +59,6 @@ def logged_ids(gateway: GatewayProcess) -> list[str]:
     return [entry["request_id"] for entry in response.json()]
 
 
-def query_gateway_database(gateway: GatewayProcess, sql: str) -> list[tuple]:
-    """Rows of `sql` read straight from the gateway's own database (its SQLite file, or PostgreSQL)."""
-    url = gateway.database_url
-    if url.startswith("sqlite"):
-        with sqlite3.connect(unquote(urlsplit(url).path[1:])) as connection:
-            return connection.execute(sql).fetchall()
-    import psycopg
-
-    parts = urlsplit(url)
-    with psycopg.connect(host=parts.hostname or "127.0.0.1", port=parts.port or 5432,
-                         user=parts.username or "postgres", password=parts.password or None,
-                         dbname=parts.path.lstrip("/")) as connection:
-        return connection.execute(sql).fetchall()
-
-
 def test_a_burst_of_500_requests_is_500_rows_written_while_running(tmp_path):
     gateway = start_gateway(tmp_path / "burst", burst_config(), workers=2)
     try:
@@ -89,11 +72,11 @@ def test_a_burst_of_500_requests_is_500_rows_written_while_running(tmp_path):
         days = requests.get(f"{gateway.url}/spend/logs", params={"start_date": today, "end_date": today},
                             headers=AUTH, timeout=30).json()
         assert [(day["startTime"], day["requests"], day["errors"]) for day in days] == [(today, BURST, 0)]
-        tokens = query_gateway_database(gateway, "SELECT SUM(prompt_tokens), SUM(completion_tokens), SUM(cost) "
+        tokens = gateway_database_execute(gateway, "SELECT SUM(prompt_tokens), SUM(completion_tokens), SUM(cost) "
                                                  "FROM keys_requestlog")[0]
         assert days[0]["models"]["mock-chat"] == pytest.approx(tokens[0] * 1e-06 + tokens[1] * 2e-06)
         assert days[0]["spend"] == pytest.approx(tokens[2])
-        streamed = query_gateway_database(gateway, "SELECT COUNT(*) FROM keys_requestlog WHERE streamed "
+        streamed = gateway_database_execute(gateway, "SELECT COUNT(*) FROM keys_requestlog WHERE streamed "
                                                    "AND time_to_first_token_ms IS NOT NULL AND completion_tokens > 0")
         assert streamed == [(BURST // STREAMED_EVERY,)]
     finally:
@@ -111,12 +94,12 @@ def test_a_graceful_stop_writes_every_pending_row(tmp_path):
         gateway.process.send_signal(signal.SIGTERM)
         assert gateway.process.wait(timeout=30) == 0
 
-        rows = query_gateway_database(gateway, "SELECT request_id, status, model_group, metadata "
+        rows = gateway_database_execute(gateway, "SELECT request_id, status, model_group, metadata "
                                                "FROM keys_requestlog")
         assert len(rows) == BURST
         assert {row[0] for row in rows} == sent
         assert {(row[1], row[2]) for row in rows} == {("ok", "mock-chat")}
-        daily = query_gateway_database(gateway, "SELECT SUM(requests), SUM(errors) FROM keys_dailyspend")
+        daily = gateway_database_execute(gateway, "SELECT SUM(requests), SUM(errors) FROM keys_dailyspend")
         assert daily == [(BURST, 0)]
         assert "request log rows could not be written" not in gateway.logs()
     finally:

@@ -71,6 +71,7 @@ def test_generate_echoes_every_field_with_litellms_names(client, fake_gateway):
         "models": ["gpt-fake"], "aliases": {"gpt-4": "gpt-fake"}, "spend": 0.0, "max_budget": 2.5,
         "budget_duration": "30d", "rpm_limit": 10, "tpm_limit": 1000, "max_parallel_requests": 3,
         "expires": "2031-01-02T03:04:05+00:00", "metadata": {"owner": "ops"}, "blocked": False, "last_used_at": None,
+        "log_prompts": False,
     }
 
 

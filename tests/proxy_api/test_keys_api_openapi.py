@@ -66,7 +66,8 @@ def test_the_components_use_litellms_field_names(schema):
     components = schema["components"]["schemas"]
     assert set(components["KeyGenerateRequest"]["properties"]) == {
         "key", "key_alias", "models", "aliases", "max_budget", "budget_duration", "rpm_limit", "tpm_limit",
-        "max_parallel_requests", "duration", "expires", "metadata", "team_id", "user_id", "blocked", "role"}
+        "max_parallel_requests", "duration", "expires", "metadata", "team_id", "user_id", "blocked", "role",
+        "log_prompts"}
     assert components["KeyUpdateRequest"]["required"] == ["key"]
     assert set(components["KeyListResponse"]["required"]) == {"keys", "total_count", "current_page", "total_pages"}
     assert {"token", "key_name", "spend", "budget_reset_at", "last_used_at"} <= set(

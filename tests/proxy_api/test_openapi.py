@@ -97,7 +97,7 @@ def test_the_schema_validates_without_warnings(schema):
 def test_exactly_the_api_routes_are_documented(schema):
     expected = {(path, method) for path, method, *_ in
                 OPERATIONS + KEY_OPERATIONS + ANTHROPIC_OPERATIONS + FILE_OPERATIONS} | {
-        ("/spend/logs", "get")} | BATCH_ROUTES
+        ("/spend/logs", "get"), ("/metrics", "get")} | BATCH_ROUTES
     assert {(path, method) for path, methods in schema["paths"].items() for method in methods} == expected
 
 

@@ -9,12 +9,13 @@ import os
 import secrets
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
 import yaml
@@ -170,6 +171,34 @@ def start_batch_worker(gateway: GatewayProcess, *, env: dict | None = None, thre
     return WorkerProcess(process=process, log_path=log_path)
 
 
+def run_manage_command(arguments: list[str], *, env: dict, timeout: float = 120.0) -> subprocess.CompletedProcess:
+    """Run one `manage.py` command to completion (e.g. the one-shot `migrate` of a multi-instance setup).
+
+    It gets this process's environment (without pytest's variables) plus `env`; output is captured.
+    """
+    environment = {key: value for key, value in os.environ.items() if not key.startswith("PYTEST")}
+    environment.pop("GATEWAY_MASTER_KEY", None)
+    environment.update(env)
+    return subprocess.run([sys.executable, "manage.py", *arguments], cwd=REPO_ROOT, env=environment,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def postgres_database_create(admin_url: str, prefix: str = "gatehouse_e2e") -> tuple[str, str]:
+    """A new, empty PostgreSQL database on `admin_url`'s server: (its URL, its name).
+
+    For tests that start several processes on one database (`start_gateway(database_url=...)` never drops
+    a database it was given): drop it with `postgres_database_drop`.
+    """
+    name = f"{prefix}_{secrets.token_hex(4)}"
+    _create_postgres_database(admin_url, name)
+    return _with_database(admin_url, name), name
+
+
+def postgres_database_drop(admin_url: str, name: str) -> None:
+    """Drop `name` (ending any session still connected to it)."""
+    _drop_postgres_database(admin_url, name)
+
+
 def _with_database(url: str, name: str) -> str:
     parts = urlsplit(url)
     return urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
@@ -192,3 +221,14 @@ def _create_postgres_database(url: str, name: str) -> None:
 def _drop_postgres_database(url: str, name: str) -> None:
     with _admin_connection(url) as connection:
         connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def gateway_database_execute(gateway: GatewayProcess, sql: str) -> list[tuple]:
+    """Run `sql` on the gateway's own database (its SQLite file, or its PostgreSQL database); its rows, if any."""
+    url = gateway.database_url
+    if url.startswith("sqlite"):
+        with sqlite3.connect(unquote(urlsplit(url).path[1:])) as connection:
+            return connection.execute(sql).fetchall()
+    with _admin_connection(url) as connection:
+        cursor = connection.execute(sql)
+        return cursor.fetchall() if cursor.description else []

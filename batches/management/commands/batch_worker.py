@@ -1,4 +1,5 @@
-"""`python manage.py batch_worker [--threads N] [--sweep-seconds S]`: run batch work on this machine.
+"""`python manage.py batch_worker [--threads N] [--sweep-seconds S] [--metrics-port [HOST:]PORT]`: run batch
+work on this machine.
 
 `serve` starts one of these by default, under `--restart` (a new one whenever it dies); run more
 (on any machine sharing the PostgreSQL database) to run more batch parts at once. See `batches/worker.py`.
@@ -11,6 +12,7 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from batches.metrics import metrics_address, metrics_server_start
 from batches.supervisor import WorkerSupervisor, worker_command
 from batches.worker import DEFAULT_GRACE_SECONDS, DEFAULT_THREADS, SQLITE_THREADS, BatchWorker
 from models_registry.config import ConfigError, load_config
@@ -36,10 +38,19 @@ class Command(BaseCommand):
                                  "dies (how `serve` runs its embedded worker).")
         parser.add_argument("--config", default=None,
                             help="The gateway's config.yaml (default: the GATEWAY_CONFIG environment variable).")
+        parser.add_argument("--metrics-port", default=None, metavar="[HOST:]PORT",
+                            help="Serve this worker's Prometheus metrics at http://HOST:PORT/metrics, without "
+                                 "authentication (HOST defaults to 127.0.0.1; 0.0.0.0 for every interface). For a "
+                                 "worker that does not share the gateway's metrics directory (docs/metrics.md).")
 
     def handle(self, *args, **options) -> None:
         if options["threads"] is not None and options["threads"] < 1:
             raise CommandError("--threads must be at least 1")
+        if options["metrics_port"] is not None:
+            try:
+                metrics_address(options["metrics_port"])
+            except ValueError as error:
+                raise CommandError(f"--metrics-port must be PORT or HOST:PORT: {error}") from error
         if options["config"]:
             path = Path(options["config"]).resolve()
             try:
@@ -54,6 +65,11 @@ class Command(BaseCommand):
             supervisor.install_signals()
             supervisor.run()
             return
+        if options["metrics_port"] is not None:  # the supervised child serves them, not its supervisor
+            try:
+                metrics_server_start(options["metrics_port"])
+            except OSError as error:
+                raise CommandError(f"--metrics-port {options['metrics_port']}: {error}") from error
         worker = BatchWorker(threads=options["threads"], sweep_seconds=options["sweep_seconds"],
                              grace_seconds=options["grace_seconds"],
                              parent_pid=parent_pid)
