@@ -9,10 +9,9 @@ import pytest
 import requests
 from openai import OpenAI
 
-from tests.e2e.test_request_logs import query_gateway_database
 from tests.fakes.openai_server import FakeOpenAI
 from tests.support.polling import wait_until
-from tests.support.server import MASTER_KEY, GatewayProcess, start_gateway
+from tests.support.server import MASTER_KEY, GatewayProcess, gateway_database_execute, start_gateway
 
 pytestmark = pytest.mark.e2e
 
@@ -121,8 +120,8 @@ def test_spend_equals_tokens_times_prices_for_plain_and_streamed_calls(spend_gat
 
     # The stored spend of the key and its team (one UPDATE each per flush) is exactly the sum of the costs.
     total = 3 * CUSTOM_COST + MAPPED_COST
-    key_spend = dict(query_gateway_database(spend_gateway, "SELECT id, spend FROM keys_virtualkey"))[key_id]
-    team_spend = dict(query_gateway_database(spend_gateway, "SELECT id, spend FROM keys_team"))[team_id]
+    key_spend = dict(gateway_database_execute(spend_gateway, "SELECT id, spend FROM keys_virtualkey"))[key_id]
+    team_spend = dict(gateway_database_execute(spend_gateway, "SELECT id, spend FROM keys_team"))[team_id]
     assert (key_spend, team_spend) == (pytest.approx(total), pytest.approx(total))
     # What the API shows (the keys app also counts spend in micro-dollars for budgets): the same, to the micro-dollar.
     key_info = requests.get(f"{spend_gateway.url}/key/info", params={"key": plaintext}, headers=AUTH, timeout=10)
