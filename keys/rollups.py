@@ -47,12 +47,28 @@ def increment_upsert(model: type[models.Model], *, scope: Sequence[str], added: 
 
 
 @dataclass(slots=True)
-class _UsageTotals:
+class UsageTotals:
+    """What a set of requests added up to: one row of `DailySpend` or `UsageRollup` before it is written."""
+
     requests: int = 0
     errors: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
+
+    def add(self, record: UsageRecord) -> None:
+        self.requests += 1
+        self.errors += 0 if record.succeeded else 1
+        self.prompt_tokens += record.prompt_tokens
+        self.completion_tokens += record.completion_tokens
+        self.cost += record.cost
+
+    def values(self) -> tuple:
+        """The added columns, in `USAGE_TOTAL_FIELDS` order."""
+        return self.requests, self.errors, self.prompt_tokens, self.completion_tokens, self.cost
+
+
+USAGE_TOTAL_FIELDS = ("requests", "errors", "prompt_tokens", "completion_tokens", "cost")
 
 
 @dataclass(slots=True)
@@ -68,7 +84,7 @@ def rollups_write(records: Iterable[UsageRecord], *, cut: Callable[[str, str], s
 
     `cut(value, field_name)` shortens strings to their log column, as the log rows themselves are cut.
     """
-    usage: dict[tuple, _UsageTotals] = defaultdict(_UsageTotals)
+    usage: dict[tuple, UsageTotals] = defaultdict(UsageTotals)
     deployments: dict[tuple, _DeploymentTotals] = defaultdict(_DeploymentTotals)
     for record in records:
         failed = 0 if record.succeeded else 1
@@ -78,12 +94,7 @@ def rollups_write(records: Iterable[UsageRecord], *, cut: Callable[[str, str], s
         bucket = latency_bucket_index(record.latency_ms)
         for span, seconds in SPAN_SECONDS.items():
             start = record.started_at - record.started_at % seconds
-            entry = usage[(span, start, key_id, team_id, model_group)]
-            entry.requests += 1
-            entry.errors += failed
-            entry.prompt_tokens += record.prompt_tokens
-            entry.completion_tokens += record.completion_tokens
-            entry.cost += record.cost
+            usage[(span, start, key_id, team_id, model_group)].add(record)
             if deployment_id:
                 totals = deployments[(span, start, deployment_id, model_group)]
                 totals.requests += 1
@@ -92,10 +103,9 @@ def rollups_write(records: Iterable[UsageRecord], *, cut: Callable[[str, str], s
                 totals.latency_counts[bucket] += 1
     adapt = connection.ops.adapt_datetimefield_value
     increment_upsert(
-        UsageRollup, scope=("span", "start", "key_id", "team_id", "model_group"),
-        added=("requests", "errors", "prompt_tokens", "completion_tokens", "cost"),
-        rows=[(span, adapt(_instant(start)), *rest, entry.requests, entry.errors, entry.prompt_tokens,
-               entry.completion_tokens, entry.cost) for (span, start, *rest), entry in sorted(usage.items())])
+        UsageRollup, scope=("span", "start", "key_id", "team_id", "model_group"), added=USAGE_TOTAL_FIELDS,
+        rows=[(span, adapt(_instant(start)), *rest, *entry.values())
+              for (span, start, *rest), entry in sorted(usage.items())])
     increment_upsert(
         DeploymentRollup, scope=("span", "start", "deployment_id", "model_group"),
         added=("requests", "errors", "latency_ms_total", *LATENCY_COLUMNS),

@@ -11,27 +11,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from django.db import connection, transaction
 from django.db.models import F
 
 from keys.models import DailySpend, RequestLog, Team, VirtualKey
-from keys.rollups import increment_upsert, rollups_write
+from keys.rollups import USAGE_TOTAL_FIELDS, UsageTotals, increment_upsert, rollups_write
 from keys.usage import UsageRecord
 
 SMALL_INTEGER_MAX = 32767
 INTEGER_MAX = 2_147_483_647
-
-
-@dataclass(slots=True)
-class _DailyTotals:
-    requests: int = 0
-    errors: int = 0
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost: float = 0.0
 
 
 def usage_records_write(*, records: Sequence[UsageRecord]) -> None:
@@ -130,19 +120,11 @@ def daily_spend_date(record: UsageRecord) -> date:
 
 
 def _daily_spend_upsert(records: Iterable[UsageRecord]) -> None:
-    totals: dict[tuple[date, str, str, str], _DailyTotals] = defaultdict(_DailyTotals)
+    totals: dict[tuple[date, str, str, str], UsageTotals] = defaultdict(UsageTotals)
     for record in records:
-        scope = (daily_spend_date(record), _cut(record.key_id, "key_id"), _cut(record.team_id, "team_id"),
-                 _cut(record.model_group, "model_group"))
-        entry = totals[scope]
-        entry.requests += 1
-        entry.errors += 0 if record.succeeded else 1
-        entry.prompt_tokens += record.prompt_tokens
-        entry.completion_tokens += record.completion_tokens
-        entry.cost += record.cost
+        totals[(daily_spend_date(record), _cut(record.key_id, "key_id"), _cut(record.team_id, "team_id"),
+                _cut(record.model_group, "model_group"))].add(record)
     adapt_date = connection.ops.adapt_datefield_value
     increment_upsert(
-        DailySpend, scope=("date", "key_id", "team_id", "model_group"),
-        added=("requests", "errors", "prompt_tokens", "completion_tokens", "cost"),
-        rows=[(adapt_date(scope[0]), *scope[1:], entry.requests, entry.errors, entry.prompt_tokens,
-               entry.completion_tokens, entry.cost) for scope, entry in sorted(totals.items())])
+        DailySpend, scope=("date", "key_id", "team_id", "model_group"), added=USAGE_TOTAL_FIELDS,
+        rows=[(adapt_date(scope[0]), *scope[1:], *entry.values()) for scope, entry in sorted(totals.items())])

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import secrets
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -19,6 +18,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
 import yaml
+
+from batches.supervisor import process_stop
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MASTER_KEY = "sk-test-master-key"
@@ -32,14 +33,7 @@ def free_port() -> int:
 
 def terminate(process: subprocess.Popen, timeout: float) -> int:
     """SIGTERM, a graceful stop within `timeout`, else SIGKILL; the exit code."""
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-    return process.returncode
+    return process_stop(process, grace_seconds=timeout)
 
 
 @dataclass
